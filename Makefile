@@ -1,0 +1,49 @@
+# Two commands on a fresh machine:  make report   and   make test
+# Both create .venv and install the kit on first use (about 5 minutes on 2 cores).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE ?= report
+
+export NUMBA_CACHE_DIR := $(CURDIR)/$(VENV)/numba_cache
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: install report test test-unit test-notebooks lint bench clean-venv lab
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	mkdir -p $(NUMBA_CACHE_DIR)
+	touch $(STAMP)
+
+## make report: run the main profile on the committed S&P 500 data; HTML under reports/
+report: $(STAMP)
+	$(PY) -m kit run --profile $(PROFILE)
+
+## make test: the whole suite (unit tests, then every notebook with its smoke defaults)
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbmake --nbmake-timeout=1200 notebooks/
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-notebooks: $(STAMP)
+	$(PY) -m pytest -q --nbmake --nbmake-timeout=1200 notebooks/
+
+lint: $(STAMP)
+	$(PY) -m ruff check kit tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)
