@@ -1,0 +1,41 @@
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def make_ohlcv(symbols=("AAA", "BBB"), days=30, seed=0, start="2020-01-01") -> pd.DataFrame:
+    """A small, valid raw price frame in the store's schema."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(start, periods=days)
+    rows = []
+    for s in symbols:
+        close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, days)))
+        open_ = close * (1 + rng.normal(0, 0.003, days))
+        high = np.maximum(open_, close) * 1.01
+        low = np.minimum(open_, close) * 0.99
+        rows.append(
+            pd.DataFrame(
+                {
+                    "symbol": s,
+                    "date": dates,
+                    "open": open_,
+                    "high": high,
+                    "low": low,
+                    "close": close,
+                    "adjusted_close": close * 0.9,
+                    "volume": rng.integers(1_000, 10_000, days).astype("int64"),
+                    "dividend_amount": 0.0,
+                    "split_coefficient": 1.0,
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture
+def ohlcv():
+    return make_ohlcv()

@@ -1,0 +1,155 @@
+"""Features against plain numpy references written from the formulas, and a no-look-ahead test."""
+
+import math
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kit import features
+
+
+def ref_ewm_std(x: np.ndarray, alpha: float, min_periods: int) -> np.ndarray:
+    """Bias-corrected EWM std with adjust=True weights (1 - alpha)^(t - j); NaNs keep their place
+    in the decay (pandas ignore_na=False) and do not count towards min_periods."""
+    out = np.full(len(x), np.nan)
+    for t in range(len(x)):
+        j = np.arange(t + 1)
+        ok = ~np.isnan(x[: t + 1])
+        if ok.sum() < max(min_periods, 2):
+            continue
+        w = (1 - alpha) ** (t - j[ok])
+        v = x[: t + 1][ok]
+        mean = (w * v).sum() / w.sum()
+        biased = (w * (v - mean) ** 2).sum() / w.sum()
+        out[t] = math.sqrt(max(biased * w.sum() ** 2 / (w.sum() ** 2 - (w**2).sum()), 0.0))
+    return out
+
+
+def ref_ewma(x: np.ndarray, alpha: float) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    for t in range(len(x)):
+        j = np.arange(t + 1)
+        ok = ~np.isnan(x[: t + 1])
+        if ok.any():
+            w = (1 - alpha) ** (t - j[ok])
+            out[t] = (w * x[: t + 1][ok]).sum() / w.sum()
+    return out
+
+
+def ref_rolling_std(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    for t in range(n - 1, len(x)):
+        win = x[t - n + 1 : t + 1]
+        if not np.isnan(win).any():
+            out[t] = win.std(ddof=1)
+    return out
+
+
+def random_close(T=400, N=3, seed=0, gaps=True) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.015, (T, N)), axis=0))
+    if gaps:
+        close[:30, 1] = np.nan  # late listing
+        close[200:205, 2] = np.nan  # gap
+    return pd.DataFrame(close, index=pd.bdate_range("2015-01-01", periods=T), columns=[f"S{i}" for i in range(N)])
+
+
+def test_daily_returns_and_ex_ante_vol_match_reference():
+    close = random_close()
+    rets = features.daily_returns(close)
+    c = close.to_numpy()
+    ref_r = c[1:] / c[:-1] - 1
+    np.testing.assert_allclose(rets.to_numpy()[1:], ref_r, equal_nan=True)
+    vol = features.ex_ante_vol(rets, span=60, min_periods=20, annualise=False)
+    for i in range(close.shape[1]):
+        ref = ref_ewm_std(rets.iloc[:, i].to_numpy(), alpha=2 / 61, min_periods=20)
+        np.testing.assert_allclose(vol.iloc[:, i].to_numpy(), ref, rtol=1e-9, equal_nan=True)
+    ann = features.ex_ante_vol(rets, span=60, min_periods=20)
+    np.testing.assert_allclose(ann.to_numpy(), vol.to_numpy() * math.sqrt(252), equal_nan=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.floats(-0.2, 0.2)), min_size=1, max_size=80),
+    st.integers(2, 30),
+)
+def test_ex_ante_vol_property_with_gaps(values, span):
+    x = np.array([np.nan if v is None else v for v in values], dtype=float)
+    got = features.ex_ante_vol(pd.DataFrame({"a": x}), span=span, min_periods=2, annualise=False)["a"].to_numpy()
+    ref = ref_ewm_std(x, alpha=2 / (span + 1), min_periods=2)
+    np.testing.assert_allclose(got, ref, rtol=1e-7, atol=1e-12, equal_nan=True)
+
+
+def test_normalised_returns_match_reference():
+    close = random_close()
+    rets = features.daily_returns(close)
+    daily_vol = features.ex_ante_vol(rets, annualise=False)
+    for k in (1, 21, 63):
+        got = features.normalised_returns(close, k, daily_vol).to_numpy()
+        c, v = close.to_numpy(), daily_vol.to_numpy()
+        ref = np.full_like(c, np.nan)
+        for t in range(k, len(c)):
+            ref[t] = (c[t] / c[t - k] - 1) / (v[t] * math.sqrt(k))
+        np.testing.assert_allclose(got, ref, rtol=1e-10, equal_nan=True)
+
+
+def test_macd_matches_baz_definition():
+    close = random_close(T=500, gaps=False)
+    got = features.macd_signal(close, 8, 24).to_numpy()
+    for i in range(close.shape[1]):
+        p = close.iloc[:, i].to_numpy()
+        # half-life ln(0.5)/ln(1 - 1/S) is the EWMA with alpha = 1/S
+        q = (ref_ewma(p, 1 / 8) - ref_ewma(p, 1 / 24)) / ref_rolling_std(p, 63)
+        y = q / ref_rolling_std(q, 252)
+        np.testing.assert_allclose(got[:, i], y, rtol=1e-8, equal_nan=True)
+    first_valid = np.flatnonzero(~np.isnan(got[:, 0]))[0]
+    assert first_valid == 63 + 252 - 2  # 63-day price std, then 252 valid q values
+
+
+def test_dmn_feature_set_names_and_stack():
+    close = random_close()
+    feats = features.dmn_features(close)
+    assert list(feats) == [
+        "ret_norm_1", "ret_norm_21", "ret_norm_63", "ret_norm_126", "ret_norm_252",
+        "macd_8_24", "macd_16_48", "macd_32_96",
+    ]
+    arr, names = features.stack_features(feats)
+    assert arr.shape == (len(close), close.shape[1], 8) and arr.dtype == np.float32
+    assert names == list(feats)
+
+
+def test_constant_price_gives_zero_vol_and_nan_normalised_return():
+    close = pd.DataFrame({"c": np.full(100, 10.0)}, index=pd.bdate_range("2020-01-01", periods=100))
+    vol = features.ex_ante_vol(features.daily_returns(close))
+    assert (vol["c"].dropna() == 0).all()
+    target, _ = features.next_day_target(close)
+    assert target["c"].isna().all()  # undefined, not inf
+    nr = features.normalised_returns(close, 1, vol)
+    assert not np.isinf(nr.to_numpy()).any()
+
+
+def test_no_look_ahead():
+    close = random_close(T=450, gaps=False)
+    k = 380
+    changed = close.copy()
+    changed.iloc[k:] *= np.linspace(1.5, 0.5, len(close) - k)[:, None]
+    a = features.stack_features(features.dmn_features(close))[0]
+    b = features.stack_features(features.dmn_features(changed))[0]
+    np.testing.assert_array_equal(a[:k], b[:k])  # features at dates before k unchanged
+    assert not np.allclose(a[k:], b[k:], equal_nan=True)
+    ta, va = features.next_day_target(close)
+    tb, vb = features.next_day_target(changed)
+    np.testing.assert_array_equal(va.to_numpy()[:k], vb.to_numpy()[:k])
+    np.testing.assert_array_equal(ta.to_numpy()[: k - 1], tb.to_numpy()[: k - 1])
+    assert not np.allclose(ta.to_numpy()[k - 1], tb.to_numpy()[k - 1])  # uses r_{t+1}: after t only
+
+
+def test_target_is_scaled_next_day_return():
+    close = random_close(gaps=False)
+    target, vol = features.next_day_target(close, target_vol=0.15)
+    r = features.daily_returns(close)
+    t = 300
+    np.testing.assert_allclose(target.iloc[t], 0.15 / vol.iloc[t] * r.iloc[t + 1])
+    assert target.iloc[-1].isna().all()

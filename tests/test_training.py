@@ -1,0 +1,125 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kit import training
+from kit.models import DeepMomentumLSTM, DMNConfig, build_model
+
+DATES = pd.bdate_range("2010-01-01", periods=2000)
+
+
+def test_walk_forward_splits_have_zero_leakage_and_cover_the_test_period():
+    splits = training.walk_forward_splits(DATES, DATES[1200], test_size=252, val_fraction=0.1)
+    assert len(splits) == 4  # 800 test days: 252 + 252 + 252 + 44
+    assert splits[0].test[0] == 1200 and splits[-1].test[1] == len(DATES)
+    for a, b in zip(splits, splits[1:], strict=False):
+        assert a.test[1] == b.test[0]  # contiguous, non-overlapping
+    valid = np.ones((len(DATES), 3), bool)
+    for s in splits:
+        assert training.count_leakage(s) == 0
+        assert training.count_leakage(s, valid) == 0
+        assert s.train[0] == 0  # expanding
+        assert s.train[1] < s.val[0] and s.val[1] < s.test[0]  # embargo of one day before each block
+        n_window = s.val[1] - s.train[0]
+        assert abs((s.val[1] - s.val[0]) - 0.1 * n_window) <= 1
+
+
+def test_count_leakage_detects_a_leaky_split():
+    leaky = training.Split(0, train=(0, 100), val=(100, 120), test=(120, 150), horizon=1)
+    # train row 99 has target at 100 (in val), val row 119 has target at 120 (in test)
+    assert training.count_leakage(leaky) == 2
+    assert training.count_leakage(leaky, np.ones((150, 4), bool)) == 8
+    worse = training.Split(0, train=(0, 130), val=(100, 125), test=(120, 150), horizon=5)
+    assert training.count_leakage(worse) > 10
+
+
+def test_split_parameter_errors():
+    with pytest.raises(ValueError, match="val_fraction"):
+        training.walk_forward_splits(DATES, DATES[1200], val_fraction=0.9)
+    with pytest.raises(ValueError, match="test_size"):
+        training.walk_forward_splits(DATES, DATES[1200], test_size=0)
+    with pytest.raises(ValueError, match="training dates"):
+        training.walk_forward_splits(DATES, DATES[100])
+
+
+def test_make_sequences_end_aligned_with_mask():
+    T, N, F = 200, 2, 3
+    X = np.arange(T * N * F, dtype=float).reshape(T, N, F)
+    y = np.ones((T, N))
+    X[:10, 1] = np.nan
+    Xs, ys, ms = training.make_sequences(X, y, 0, 130, seq_len=63)
+    assert Xs.shape == (4, 63, 3) and ys.shape == ms.shape == (4, 63)
+    # first window ends at 130 (most recent), second at 67; leading 4 dates dropped
+    np.testing.assert_array_equal(Xs[0, -1], X[129, 0])
+    np.testing.assert_array_equal(Xs[2, 0], X[4, 0])
+    assert ms[3, :6].sum() == 0 and ms[3, 6:].all()  # symbol 1 NaN for dates 4..9
+    assert not np.isnan(Xs).any()
+
+
+def test_rolling_windows_end_at_each_decision_date():
+    T, N, F = 50, 2, 1
+    X = np.arange(T * N * F, dtype=float).reshape(T, N, F)
+    W, valid = training.rolling_windows(X, 40, 45, seq_len=5)
+    assert W.shape == (5 * 2, 5, 1) and valid.shape == (5, 2)
+    np.testing.assert_array_equal(W[0, :, 0], X[36:41, 0, 0])  # date 40, symbol 0
+    np.testing.assert_array_equal(W[3, :, 0], X[37:42, 1, 0])  # date 41, symbol 1
+    W0, _ = training.rolling_windows(X, 2, 3, seq_len=5)  # zero-padded before the first date
+    np.testing.assert_array_equal(W0[0, :, 0], [0, 0, X[0, 0, 0], X[1, 0, 0], X[2, 0, 0]])
+
+
+def _toy_data(seed=0):
+    rng = np.random.default_rng(seed)
+    T, N = 600, 4
+    X = rng.normal(size=(T, N, 2)).astype(np.float32)
+    # the next return follows the sign of feature 0: a learnable signal
+    y = (0.01 * np.sign(X[:, :, 0]) + rng.normal(0, 0.01, (T, N))).astype(np.float64)
+    return X, y
+
+
+def test_trainer_learns_signal_and_restores_best_weights():
+    X, y = _toy_data()
+    tr = training.make_sequences(X, y, 0, 400, 20)
+    va = training.make_sequences(X, y, 400, 500, 20)
+    torch.manual_seed(0)
+    model = DeepMomentumLSTM(DMNConfig(n_features=2, hidden_size=8, dropout=0.0))
+    res = training.Trainer(training.TrainConfig(epochs=30, patience=5, lr=0.01, batch_size=16)).fit(model, tr, va)
+    assert -res.best_val_loss > 5  # strong signal: validation Sharpe well above zero
+    Xv, yv, mv = (torch.as_tensor(a) for a in va)
+    assert training.Trainer.evaluate(model, Xv, yv, mv) == pytest.approx(res.best_val_loss, rel=1e-5)
+    assert res.epochs_run >= res.best_epoch + 1
+
+
+def test_predict_positions_nan_where_features_missing():
+    X, _ = _toy_data()
+    X[510, 2, 1] = np.nan
+    model = DeepMomentumLSTM(DMNConfig(n_features=2, hidden_size=4))
+    pos = training.predict_positions(model, X, 500, 520, 20)
+    assert pos.shape == (20, 4)
+    assert np.isnan(pos[10, 2]) and np.isfinite(np.delete(pos.ravel(), 10 * 4 + 2)).all()
+    assert np.nanmax(np.abs(pos)) <= 1
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = DeepMomentumLSTM(DMNConfig(n_features=8, hidden_size=5))
+    path = training.save_checkpoint(tmp_path / "m.pt", model, feature_names=list("abcdefgh"), data_sha256="abc", train_period=("2010-01-01", "2015-12-31"))
+    loaded, payload = training.load_checkpoint(path)
+    assert payload["feature_names"] == list("abcdefgh") and payload["data_sha256"] == "abc"
+    assert payload["train_period"] == ["2010-01-01", "2015-12-31"]
+    x = torch.randn(2, 10, 8)
+    model.eval()
+    torch.testing.assert_close(model(x), loaded(x))
+    with pytest.raises(ValueError, match="not a known model"):
+        build_model({"model": "nope"})
+
+
+def test_walk_forward_dmn_is_deterministic_and_out_of_sample_only():
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2005-01-03", periods=900)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (900, 3)), 0)), index=dates, columns=["A", "B", "C"])
+    kw = dict(test_start=dates[700], test_size=100, seq_len=21, hidden_size=4, train=training.TrainConfig(epochs=2, seed=7), progress=False)
+    a = training.walk_forward_dmn(close, **kw)
+    b = training.walk_forward_dmn(close, **kw)
+    pd.testing.assert_frame_equal(a.positions, b.positions)
+    assert a.positions.index[0] == dates[700] and a.positions.index[-1] == dates[-1]
+    assert (a.folds["leakage_rows"] == 0).all() and len(a.folds) == 2
