@@ -7,7 +7,6 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= report
 
 export NUMBA_CACHE_DIR := $(CURDIR)/$(VENV)/numba_cache
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 .PHONY: install report test test-unit test-notebooks lint bench clean-venv lab

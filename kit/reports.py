@@ -18,12 +18,12 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
+from ._atomic import atomic_write_text
 from .data import REPO_ROOT, _resolve, data_sha256
 
 __all__ = [
@@ -54,23 +54,6 @@ class RunLockedError(RuntimeError):
 
 class ProfileError(ValueError):
     """A profile file is missing or malformed (the message names the file and key)."""
-
-
-def atomic_write_text(path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a temp file in the same folder, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def load_profile(name_or_path) -> dict:

@@ -9,8 +9,6 @@ training sample's target reaches into the validation block): the kit leaves an e
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._atomic import atomic_path
 from .features import dmn_features, next_day_target, stack_features
 from .losses import sharpe_loss
 from .models import DeepMomentumLSTM, DMNConfig
@@ -323,15 +322,8 @@ def predict_positions(model: torch.nn.Module, features: np.ndarray, start: int, 
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_checkpoint(path, model, *, feature_names, data_sha256, train_period, extra=None) -> Path:
