@@ -171,7 +171,7 @@ def ewm_var_push(S, j, o, x, alpha, adjust):
         new_wt = 1.0 if adjust else alpha
         cov = S[j, o + 1]
         sum_wt = S[j, o + 2] * factor
-        sum_wt2 = S[j, o + 3] * factor * factor
+        sum_wt2 = S[j, o + 3] * (factor * factor)
         old_wt = S[j, o + 4] * factor
         if is_obs:
             old_mean = mean
@@ -254,14 +254,16 @@ def roll_push(S, j, o, window, x):
     """Append one row (NaN allowed) to a rolling block, dropping the row that leaves the window."""
     pos = int(S[j, o])
     slot = o + _ROLL_HEAD + pos
+    pos += 1
+    S[j, o] = pos if pos < window else 0
     if S[j, o + 1] >= window:
         old = S[j, slot]
+        S[j, slot] = x
         if not np.isnan(old):
             _roll_remove(S, j, o, old)
     else:
         S[j, o + 1] += 1.0
-    S[j, slot] = x
-    S[j, o] = (pos + 1) % window
+        S[j, slot] = x
     if not np.isnan(x):
         _roll_add(S, j, o, x)
 
@@ -304,7 +306,8 @@ def lag_push(S, j, o, depth, x):
     """Append the current value to a lag buffer of ``depth``."""
     pos = int(S[j, o])
     S[j, o + 2 + pos] = x
-    S[j, o] = (pos + 1) % (depth + 1)
+    pos += 1
+    S[j, o] = pos if pos <= depth else 0
     S[j, o + 1] += 1.0
 
 
@@ -313,7 +316,9 @@ def lag_get(S, j, o, depth, k):
     """``x_{t-k}`` after the push of ``x_t`` (NaN when fewer than k + 1 values were pushed)."""
     if S[j, o + 1] < k + 1:
         return np.nan
-    pos = (int(S[j, o]) - 1 - k) % (depth + 1)
+    pos = int(S[j, o]) - 1 - k
+    if pos < 0:
+        pos += depth + 1
     return S[j, o + 2 + pos]
 
 
@@ -673,3 +678,188 @@ def volume_ratio(volume, window: int = 20) -> np.ndarray:
     m = rolling_mean(v, window)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(m > 0, v / m, np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# fused feature engines: one step per (symbol, bar); used by the batch feature sets and by
+# kit.streaming, so both produce bit-identical values
+# --------------------------------------------------------------------------------------------
+
+DMN_RETURN_HORIZONS = (1, 21, 63, 126, 252)
+DMN_MACD_PAIRS = ((8, 24), (16, 48), (32, 96))
+DMN_NAMES = tuple([f"ret_norm_{k}" for k in DMN_RETURN_HORIZONS] + [f"macd_{s}_{lg}" for s, lg in DMN_MACD_PAIRS])
+LDTM_NAMES = (
+    "open", "high", "low", "close", "volume", "log_ret_1", "log_ret_5", "rsi_14",
+    "ma_ratio_5", "ma_ratio_10", "ma_ratio_20",
+)
+
+_DMN_DEPTH = 252
+_D_VOL = lag_width(_DMN_DEPTH)
+_D_PRICE = _D_VOL + EWM_VAR_WIDTH
+_D_PAIRS = _D_PRICE + roll_width(63)
+_D_PAIR_WIDTH = 2 * EWM_MEAN_WIDTH + roll_width(252)
+DMN_WIDTH = _D_PAIRS + 3 * _D_PAIR_WIDTH
+_DMN_H = np.array(DMN_RETURN_HORIZONS, dtype=np.int64)
+_DMN_S = np.array([s for s, _ in DMN_MACD_PAIRS], dtype=np.float64)
+_DMN_L = np.array([lo for _, lo in DMN_MACD_PAIRS], dtype=np.float64)
+_DMN_SQRT_H = np.sqrt(_DMN_H.astype(np.float64))
+_DMN_AS = 1.0 / _DMN_S
+_DMN_AL = 1.0 / _DMN_L
+_DMN_VOL_ALPHA = 2.0 / 61.0
+_DMN_VOL_MINP = 20
+
+_L_LAG = 0
+_L_RSI = lag_width(5)
+_L_MA5 = _L_RSI + 2 * EWM_MEAN_WIDTH
+_L_MA10 = _L_MA5 + roll_width(5)
+_L_MA20 = _L_MA10 + roll_width(10)
+LDTM_WIDTH = _L_MA20 + roll_width(20)
+
+
+@njit(cache=True)
+def dmn_init(S, j):
+    """Reset symbol j's DMN state (row j of ``S``, ``DMN_WIDTH`` slots)."""
+    lag_init(S, j, 0, _DMN_DEPTH)
+    ewm_var_init(S, j, _D_VOL)
+    roll_init(S, j, _D_PRICE, 63)
+    for p in range(3):
+        o = _D_PAIRS + p * _D_PAIR_WIDTH
+        ewm_mean_init(S, j, o)
+        ewm_mean_init(S, j, o + EWM_MEAN_WIDTH)
+        roll_init(S, j, o + 2 * EWM_MEAN_WIDTH, 252)
+
+
+@njit(cache=True)
+def dmn_step(S, j, close, out, t, k_out):
+    """Feed symbol j's close of one bar; write its 8 DMN features to ``out[t, k_out, :]``."""
+    lag_push(S, j, 0, _DMN_DEPTH, close)
+    prev = lag_get(S, j, 0, _DMN_DEPTH, 1)
+    ewm_var_push(S, j, _D_VOL, close / prev - 1.0, _DMN_VOL_ALPHA, True)
+    vol = math.sqrt(ewm_var_value(S, j, _D_VOL, _DMN_VOL_MINP))
+    for i in range(5):
+        k = _DMN_H[i]
+        denom = vol * _DMN_SQRT_H[i]
+        r = close / lag_get(S, j, 0, _DMN_DEPTH, k) - 1.0
+        out[t, k_out, i] = r / denom if denom > 0 else np.nan
+    roll_push(S, j, _D_PRICE, 63, close)
+    sd = math.sqrt(roll_var_value(S, j, _D_PRICE, 63, 1))
+    for p in range(3):
+        o = _D_PAIRS + p * _D_PAIR_WIDTH
+        ewm_mean_push(S, j, o, close, _DMN_AS[p], True)
+        ewm_mean_push(S, j, o + EWM_MEAN_WIDTH, close, _DMN_AL[p], True)
+        q = np.nan
+        if sd > 0:
+            q = (ewm_mean_value(S, j, o, 1) - ewm_mean_value(S, j, o + EWM_MEAN_WIDTH, 1)) / sd
+        ro = o + 2 * EWM_MEAN_WIDTH
+        roll_push(S, j, ro, 252, q)
+        qs = math.sqrt(roll_var_value(S, j, ro, 252, 1))
+        out[t, k_out, 5 + p] = q / qs if qs > 0 else np.nan
+
+
+@njit(cache=True)
+def ldtm_init(S, j):
+    """Reset symbol j's LDTM state (``LDTM_WIDTH`` slots)."""
+    lag_init(S, j, _L_LAG, 5)
+    ewm_mean_init(S, j, _L_RSI)
+    ewm_mean_init(S, j, _L_RSI + EWM_MEAN_WIDTH)
+    roll_init(S, j, _L_MA5, 5)
+    roll_init(S, j, _L_MA10, 10)
+    roll_init(S, j, _L_MA20, 20)
+
+
+@njit(cache=True)
+def _log_ratio(a, b):
+    return math.log(a / b) if (a > 0 and b > 0) else np.nan
+
+
+@njit(cache=True)
+def ldtm_step(S, j, o, h, lo, c, v, out, t, k_out):
+    """Feed symbol j's OHLCV bar; write its 11 LDTM features to ``out[t, k_out, :]``."""
+    lag_push(S, j, _L_LAG, 5, c)
+    prev = lag_get(S, j, _L_LAG, 5, 1)
+    out[t, k_out, 0] = o
+    out[t, k_out, 1] = h
+    out[t, k_out, 2] = lo
+    out[t, k_out, 3] = c
+    out[t, k_out, 4] = v
+    out[t, k_out, 5] = _log_ratio(c, prev)
+    out[t, k_out, 6] = _log_ratio(c, lag_get(S, j, _L_LAG, 5, 5))
+    d = c - prev
+    if np.isnan(d):
+        out[t, k_out, 7] = _wilder_step(S, j, _L_RSI, np.nan, np.nan, 14.0)
+    else:
+        out[t, k_out, 7] = _wilder_step(S, j, _L_RSI, max(d, 0.0), max(-d, 0.0), 14.0)
+    roll_push(S, j, _L_MA5, 5, c)
+    roll_push(S, j, _L_MA10, 10, c)
+    roll_push(S, j, _L_MA20, 20, c)
+    m5 = roll_mean_value(S, j, _L_MA5, 5)
+    m10 = roll_mean_value(S, j, _L_MA10, 10)
+    m20 = roll_mean_value(S, j, _L_MA20, 20)
+    out[t, k_out, 8] = c / m5 if m5 > 0 else np.nan
+    out[t, k_out, 9] = c / m10 if m10 > 0 else np.nan
+    out[t, k_out, 10] = c / m20 if m20 > 0 else np.nan
+
+
+@njit(cache=True, parallel=True)
+def dmn_run(S, slots, close):
+    """Step the DMN engine over ``close`` ``(T, n)`` for the symbols in state rows ``slots`` ``(n,)``;
+    returns the features ``(T, n, 8)``."""
+    T, n = close.shape
+    out = np.empty((T, n, 8))
+    for k in prange(n):
+        j = slots[k]
+        for t in range(T):
+            dmn_step(S, j, close[t, k], out, t, k)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def ldtm_run(S, slots, o, h, lo, c, v):
+    """Step the LDTM engine over ``(T, n)`` OHLCV arrays; returns the features ``(T, n, 11)``."""
+    T, n = c.shape
+    out = np.empty((T, n, 11))
+    for k in prange(n):
+        j = slots[k]
+        for t in range(T):
+            ldtm_step(S, j, o[t, k], h[t, k], lo[t, k], c[t, k], v[t, k], out, t, k)
+    return out
+
+
+@njit(cache=True)
+def dmn_init_all(S, slots):
+    for k in range(len(slots)):
+        dmn_init(S, slots[k])
+
+
+@njit(cache=True)
+def ldtm_init_all(S, slots):
+    for k in range(len(slots)):
+        ldtm_init(S, slots[k])
+
+
+def dmn_batch(close) -> np.ndarray:
+    """The eight DMN inputs for a ``(T, N)`` array of adjusted closes, as ``(T, N, 8)`` float64 in
+    the order of ``DMN_NAMES``: volatility-normalised returns over 1, 21, 63, 126, 252 days
+    (:func:`vol_normalised_returns` with :func:`ex_ante_vol`, span 60, at least 20 returns) and
+    :func:`macd_baz` for (8, 24), (16, 48), (32, 96) (Lim, Zohren & Roberts, 2019, section 4.1)."""
+    c, _ = _as2d(close, "close")
+    N = c.shape[1]
+    S = np.empty((N, DMN_WIDTH))
+    slots = np.arange(N, dtype=np.int64)
+    dmn_init_all(S, slots)
+    return dmn_run(S, slots, np.ascontiguousarray(c))
+
+
+def ldtm_batch(open_, high, low, close, volume) -> np.ndarray:
+    """The 11 per-ticker LDTM inputs (seed 003) for ``(T, N)`` OHLCV arrays, as ``(T, N, 11)``
+    float64 in the order of ``LDTM_NAMES``: open, high, low, close, volume as given; log returns
+    over 1 and 5 days; RSI-14 (:func:`rsi_wilder`); close over its 5-, 10- and 20-day SMA."""
+    arrs = [_as2d(a, n)[0] for a, n in zip((open_, high, low, close, volume), ("open", "high", "low", "close", "volume"), strict=True)]
+    shapes = {a.shape for a in arrs}
+    if len(shapes) != 1:
+        raise ValueError(f"open, high, low, close, volume must share one shape, got {sorted(shapes)}")
+    N = arrs[0].shape[1]
+    S = np.empty((N, LDTM_WIDTH))
+    slots = np.arange(N, dtype=np.int64)
+    ldtm_init_all(S, slots)
+    return ldtm_run(S, slots, *[np.ascontiguousarray(a) for a in arrs])

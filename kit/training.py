@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ._atomic import atomic_path
-from .features import dmn_features, next_day_target, stack_features
+from .features import feature_set, next_day_target
 from .losses import sharpe_loss
 from .models import DeepMomentumLSTM, DMNConfig
 
@@ -385,7 +385,7 @@ def walk_forward_dmn(
 ) -> WalkForwardResult:
     """Train the Deep Momentum LSTM walk-forward and return its stitched out-of-sample positions.
 
-    Features are the DMN set (:func:`kit.features.dmn_features`) and the target is
+    Features are the DMN set (:func:`kit.features.feature_set` ``'dmn'``) and the target is
     ``target_vol / ex_ante_vol_t * r_{t+1}`` (:func:`kit.features.next_day_target`). For each fold
     of :func:`walk_forward_splits` a fresh model (seed ``train.seed + fold``) is trained on the
     training block, early-stopped on the validation block, checkpointed, and used to predict the
@@ -402,8 +402,8 @@ def walk_forward_dmn(
         anyway so that a change there cannot silently leak).
     """
     train = train or TrainConfig()
-    feats = dmn_features(close)
-    X, names = stack_features(feats)
+    fa = feature_set("dmn", close)
+    X, names = fa.values.astype(np.float32), fa.names
     target_df, vol = next_day_target(close, target_vol=target_vol)
     y = target_df.to_numpy(dtype="float64")
     dates = close.index

@@ -4,10 +4,12 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kit import features
+from tests import pandas_reference as ref_pd
 
 
 def ref_ewm_std(x: np.ndarray, alpha: float, min_periods: int) -> np.ndarray:
@@ -98,12 +100,13 @@ def test_normalised_returns_match_reference():
 def test_macd_matches_baz_definition():
     close = random_close(T=500, gaps=False)
     got = features.macd_signal(close, 8, 24).to_numpy()
+    np.testing.assert_allclose(got, ref_pd.macd_signal(close, 8, 24).to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True)
     for i in range(close.shape[1]):
         p = close.iloc[:, i].to_numpy()
         # half-life ln(0.5)/ln(1 - 1/S) is the EWMA with alpha = 1/S
         q = (ref_ewma(p, 1 / 8) - ref_ewma(p, 1 / 24)) / ref_rolling_std(p, 63)
         y = q / ref_rolling_std(q, 252)
-        np.testing.assert_allclose(got[:, i], y, rtol=1e-8, equal_nan=True)
+        np.testing.assert_allclose(got[:, i], y, rtol=1e-8, atol=1e-12, equal_nan=True)
     first_valid = np.flatnonzero(~np.isnan(got[:, 0]))[0]
     assert first_valid == 63 + 252 - 2  # 63-day price std, then 252 valid q values
 
@@ -153,3 +156,76 @@ def test_target_is_scaled_next_day_return():
     t = 300
     np.testing.assert_allclose(target.iloc[t], 0.15 / vol.iloc[t] * r.iloc[t + 1])
     assert target.iloc[-1].isna().all()
+
+
+def _ohlcv(T=300, N=3, seed=4):
+    rng = np.random.default_rng(seed)
+    c = random_close(T=T, N=N, seed=seed)
+    noise = np.abs(rng.normal(0, 0.01, c.shape))
+    v = pd.DataFrame(rng.integers(1, 10_000, c.shape).astype(float), index=c.index, columns=c.columns).where(c.notna())
+    return {"open": c * (1 + rng.normal(0, 0.003, c.shape)), "high": c * (1 + noise), "low": c * (1 - noise), "close": c, "volume": v}
+
+
+def test_ldtm_feature_set_matches_pandas_reference():
+    frames = _ohlcv()
+    fa = features.feature_set("ldtm", frames)
+    assert fa.names == ["open", "high", "low", "close", "volume", "log_ret_1", "log_ret_5", "rsi_14", "ma_ratio_5", "ma_ratio_10", "ma_ratio_20"]
+    want = ref_pd.ldtm_features(*(frames[f] for f in ("open", "high", "low", "close", "volume")))
+    for i, name in enumerate(fa.names):
+        np.testing.assert_allclose(fa.values[:, :, i], want[name].to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name)
+    tidy = fa.to_frame()
+    assert tidy.shape == (300 * 3, 11) and tidy.index.names == ["date", "symbol"]
+    assert fa.select(["rsi_14", "close"]).values.shape == (300, 3, 2)
+
+
+def test_dmn_feature_set_matches_pandas_reference():
+    close = random_close()
+    fa = features.feature_set("dmn", close)
+    want = ref_pd.dmn_features(close)
+    for i, name in enumerate(fa.names):
+        np.testing.assert_allclose(fa.values[:, :, i], want[name].to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name)
+
+
+def test_feature_set_errors():
+    frames = _ohlcv()
+    with pytest.raises(ValueError, match="unknown"):
+        features.feature_set("nope", frames)
+    with pytest.raises(ValueError, match="missing"):
+        features.feature_set("ldtm", {"close": frames["close"]})
+    bad = dict(frames, volume=frames["volume"].iloc[:-1])
+    with pytest.raises(ValueError, match="aligned"):
+        features.feature_set("ldtm", bad)
+
+
+def test_forward_returns_use_only_later_prices():
+    close = random_close(T=100, gaps=False)
+    fwd = features.forward_returns(close, (1, 5, 21))
+    assert fwd.names == ["fwd_ret_1", "fwd_ret_5", "fwd_ret_21"]
+    c = close.to_numpy()
+    np.testing.assert_allclose(fwd.values[10, :, 1], c[15] / c[10] - 1)
+    assert np.isnan(fwd.values[-5:, :, 1]).all() and np.isfinite(fwd.values[:-5, :, 1]).all()
+    changed = close.copy()
+    changed.iloc[:50] *= 3  # prices up to t=49 change
+    f2 = features.forward_returns(changed, (1, 5, 21))
+    np.testing.assert_array_equal(fwd.values[50:], f2.values[50:])  # targets at t >= 50 use prices after t only
+
+
+def test_sliding_windows_are_views_and_aligned():
+    vals = np.arange(20 * 2 * 3, dtype=float).reshape(20, 2, 3)
+    win = features.sliding_windows(vals, 5)
+    assert win.shape == (16, 2, 5, 3)
+    assert np.shares_memory(win, vals)
+    np.testing.assert_array_equal(win[0, 1], vals[0:5, 1])
+    np.testing.assert_array_equal(win[15, 0], vals[15:20, 0])
+
+
+def test_make_samples_drops_incomplete_windows():
+    vals = np.ones((30, 2, 2))
+    vals[10, 1, 0] = np.nan
+    tgt = np.ones((30, 2))
+    tgt[29] = np.nan
+    X, y, where = features.make_samples(vals, tgt, lookback=5)
+    # symbol 0: dates 4..28 (25); symbol 1: dates 4..9 and 15..28 (6 + 14)
+    assert len(X) == 25 + 20 and X.shape[1:] == (5, 2) and y.shape == (45,)
+    assert not ((where[:, 1] == 1) & (where[:, 0] >= 10) & (where[:, 0] <= 14)).any()
+    assert np.isfinite(X).all()
