@@ -1,24 +1,63 @@
-"""dmn_features on the whole committed store, as a ratio to one pandas rolling std of the same frame."""
+"""Feature kernels on the whole committed store against the pandas reference, in one process.
 
+Prints a table: the ``dmn`` and ``ldtm`` feature sets (numba, after compilation; best of 5) against
+the plain pandas implementations in tests/pandas_reference.py (best of 2), their cells per second,
+and a plain numpy copy of the same input and output arrays (the memory-bandwidth floor).
+
+    .venv/bin/python benchmarks/bench_features.py
+"""
+
+import sys
 import time
+from pathlib import Path
 
-from kit import data, features
+import numba
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kit import data, kernels  # noqa: E402
+from tests import pandas_reference as ref  # noqa: E402
+
+FIELDS = ("open", "high", "low", "close", "volume")
 
 
-def best_of(fn, repeat=3):
-    times = []
+def best(fn, repeat):
+    out = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        out.append(time.perf_counter() - t)
+    return min(out)
+
+
+def main():
+    prices, _ = data.load_prices()
+    frames = data.wide_fields(prices, FIELDS)
+    arrays = [np.ascontiguousarray(frames[f].to_numpy()) for f in FIELDS]
+    close = arrays[3]
+    T, N = close.shape
+    cells = T * N
+    kernels.dmn_batch(close[:300, :4])
+    kernels.ldtm_batch(*[a[:300, :4] for a in arrays])  # compile (or load from cache)
+    rows = []
+    for name, fast, slow, n_in, n_out in (
+        ("dmn", lambda: kernels.dmn_batch(close), lambda: ref.dmn_features(frames["close"]), 1, 8),
+        ("ldtm", lambda: kernels.ldtm_batch(*arrays), lambda: ref.ldtm_features(*(frames[f] for f in FIELDS)), 5, 11),
+    ):
+        t_fast = best(fast, 5)
+        t_slow = best(slow, 2)
+        src = [np.empty((T, N)) for _ in range(n_in)]
+        dst = np.empty((T, N, n_out))
+        t_copy = best(lambda: ([np.copyto(s, close) for s in src], np.copyto(dst, 0.0)), 5)  # noqa: B023
+        rows.append((name, t_slow, t_fast, t_slow / t_fast, cells / t_fast / 1e6, t_copy, t_fast / t_copy))
+    print(f"store: {T} days x {N} symbols = {cells:,} cells; numba threads {numba.get_num_threads()}")
+    print()
+    print("| set | pandas s | kit s | speed-up | kit Mcells/s | numpy copy s | kit / copy |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.1f}x | {r[4]:.1f} | {r[5]:.4f} | {r[6]:.0f}x |")
 
 
 if __name__ == "__main__":
-    prices, _ = data.load_prices()
-    close = data.to_wide(prices, "close")
-    ref = best_of(lambda: close.rolling(63).std())
-    got = best_of(lambda: features.dmn_features(close))
-    print(f"frame {close.shape[0]} days x {close.shape[1]} symbols")
-    print(f"reference rolling(63).std(): {ref:.3f} s")
-    print(f"dmn_features:                {got:.3f} s  = {got / ref:.1f} x reference")
+    main()

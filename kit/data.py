@@ -109,6 +109,11 @@ class ValidationReport:
             "non_positive_volume",
             "missing_day",
             "jump_without_split",
+            "stale_quote",
+            "bad_row",
+            "split_without_move",
+            "dividend_without_adjustment",
+            "adjustment_without_event",
         )
     )
 
@@ -306,7 +311,18 @@ def validate_prices(prices: pd.DataFrame, calendar=None, strict: bool = False) -
     ``ohlc_inconsistent``   high below max(open, close, low) or low above min(open, close, high);
     ``non_positive_volume`` volume <= 0 (zero-volume days are suspicious in a liquid universe);
     ``missing_day``         a calendar trading day between a symbol's first and last date with no row;
-    ``jump_without_split``  |close_t / close_{t-1} - 1| > 50% with split_coefficient == 1 on day t.
+    ``jump_without_split``  |close_t / close_{t-1} - 1| > 50% with split_coefficient == 1 on day t;
+    ``stale_quote``         open = high = low = close and volume = 0 (a quote carried, not a trade);
+    ``bad_row``             every price of day t is off by one factor f (|f - 1| > 25%, the four
+                            prices' factors within 5% of each other) from the day before, and the
+                            day after returns to within 10% of the day before (value: f);
+    ``split_without_move``  a split coefficient s != 1 but the raw close does not move by about
+                            1/s: |close_t / close_{t-1} * s - 1| > 25% (value: that product);
+    ``dividend_without_adjustment``  a dividend D on day t but the adjustment factor
+                            ``a = adjusted_close / close`` does not change by ``-D / close_{t-1}``
+                            (|a_{t-1}/a_t - 1 + D / close_{t-1}| > 0.5%; value: the difference);
+    ``adjustment_without_event``  the factor a changes (|a_{t-1}/a_t - 1| > 1e-6) on a day with no
+                            dividend and no split (value: the change).
 
     Parameters
     ----------
@@ -380,6 +396,8 @@ def validate_prices(prices: pd.DataFrame, calendar=None, strict: bool = False) -
         _issues("jump_without_split", ordered.reset_index(drop=True), jump, "close", change, "close-to-close change over 50% without a split")
     )
 
+    parts.extend(_event_checks(ordered.reset_index(drop=True)))
+
     parts = [p for p in parts if not p.empty]
     issues = (
         pd.concat(parts, ignore_index=True)
@@ -392,6 +410,44 @@ def validate_prices(prices: pd.DataFrame, calendar=None, strict: bool = False) -
     if strict:
         report.raise_if_any()
     return report
+
+
+def _event_checks(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """The checks that compare a day with its neighbours (frame sorted by symbol, date; no dups)."""
+    g = frame.groupby("symbol", sort=False)
+    o, h, lo, c = (frame[k].to_numpy(dtype="float64") for k in ("open", "high", "low", "close"))
+    prev = {k: g[k].shift(1).to_numpy(dtype="float64") for k in ("open", "high", "low", "close", "adjusted_close")}
+    nxt_close = g["close"].shift(-1).to_numpy(dtype="float64")
+    split = frame["split_coefficient"].to_numpy(dtype="float64")
+    nxt_split = g["split_coefficient"].shift(-1).to_numpy(dtype="float64")
+    div = frame["dividend_amount"].to_numpy(dtype="float64")
+    vol = frame["volume"].to_numpy(dtype="float64")
+    out = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stale = (o == h) & (h == lo) & (lo == c) & (vol == 0)
+        out.append(_issues("stale_quote", frame, stale, "close", c, "open = high = low = close with zero volume"))
+
+        f = c / prev["close"]
+        ratios = np.stack([o / prev["open"], h / prev["high"], lo / prev["low"], f])
+        consistent = (np.max(ratios, axis=0) / np.min(ratios, axis=0)) < 1.05  # NaN -> False
+        back = np.abs(nxt_close / prev["close"] - 1.0) < 0.10
+        bad = (np.abs(f - 1.0) > 0.25) & consistent & back & (split == 1.0) & (nxt_split == 1.0)
+        out.append(_issues("bad_row", frame, bad, "close", f, "all prices off by one factor from both neighbours"))
+
+        moved = c / prev["close"] * split
+        no_move = (split != 1.0) & (np.abs(moved - 1.0) > 0.25)
+        out.append(_issues("split_without_move", frame, no_move, "split_coefficient", moved, "split recorded but the close did not move by 1/split"))
+
+        a = frame["adjusted_close"].to_numpy(dtype="float64") / c
+        a_prev = prev["adjusted_close"] / prev["close"]
+        change = a_prev / a - 1.0
+        expected = -div / prev["close"]
+        div_bad = (div > 0) & (split == 1.0) & (np.abs(change - expected) > 0.005)
+        out.append(_issues("dividend_without_adjustment", frame, div_bad, "dividend_amount", change - expected, "dividend without the matching change of adjusted_close / close"))
+
+        no_event = (div == 0) & (split == 1.0) & (np.abs(change) > 1e-6)
+        out.append(_issues("adjustment_without_event", frame, no_event, "adjusted_close", change, "adjusted_close / close changed without a dividend or split"))
+    return out
 
 
 def adjust_prices(prices: pd.DataFrame) -> pd.DataFrame:

@@ -41,6 +41,7 @@ __all__ = [
     "stack_features",
     "sliding_windows",
     "make_samples",
+    "indicators",
 ]
 
 TRADING_DAYS = 252
@@ -239,3 +240,41 @@ def make_samples(values: np.ndarray, targets: np.ndarray, lookback: int, start: 
     X = win[dates[di] - lookback + 1, si]
     y = tgt[dates[di], si]
     return np.ascontiguousarray(X), (y[:, 0] if targets.ndim == 2 else y), np.stack([dates[di], si], axis=1)
+
+
+def indicators(frames: dict[str, pd.DataFrame], symbol: str, window: int = 20, n: int = 14) -> pd.DataFrame:
+    """Classic indicators for one symbol, for plots: ``close``, ``sma`` and ``ema`` (window),
+    Bollinger bands ``bb_upper``/``bb_lower`` (window, 2 population stds), ``percent_b``, ``rsi``
+    (Wilder, n), ``atr`` (Wilder, n), ``vwap`` (rolling, window), ``volume_ratio`` (window).
+
+    Parameters
+    ----------
+    frames : aligned wide OHLCV frames by field (``open, high, low, close, volume``).
+    symbol : a column of those frames.
+
+    Raises
+    ------
+    KeyError
+        ``symbol`` is not in the frames.
+    """
+    if symbol not in frames["close"].columns:
+        raise KeyError(f"symbol {symbol!r} not in the frames")
+    h, lo, c, v = (frames[f][symbol].to_numpy(dtype="float64") for f in ("high", "low", "close", "volume"))
+    sma = kernels.sma(c, window)
+    sd = kernels.rolling_std(c, window, ddof=0)
+    pb, _ = kernels.bollinger(c, window, 2.0)
+    return pd.DataFrame(
+        {
+            "close": c,
+            "sma": sma,
+            "ema": kernels.ema(c, window),
+            "bb_upper": sma + 2 * sd,
+            "bb_lower": sma - 2 * sd,
+            "percent_b": pb,
+            "rsi": kernels.rsi_wilder(c, n),
+            "atr": kernels.atr_wilder(h, lo, c, n),
+            "vwap": kernels.rolling_vwap(h, lo, c, v, window),
+            "volume_ratio": kernels.volume_ratio(v, window),
+        },
+        index=frames["close"].index,
+    )

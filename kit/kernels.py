@@ -7,8 +7,9 @@ time. The batch kernels loop those primitives over time (in parallel over symbol
 :mod:`kit.streaming` calls the very same primitives once per bar, so streaming and batch results are
 identical by construction, not merely close.
 
-Primitives and their state blocks (rows of a 2-D ``float64`` state array ``S[N, width]``, each
-block starting at an offset ``o``):
+Primitives and their state blocks (columns of a 2-D ``float64`` state array ``S[width, N]``, one
+column per symbol, each block starting at row offset ``o``; the slot-major layout lets one bar read
+each slot of many symbols contiguously):
 
 * EWM mean, ``EWM_MEAN_WIDTH`` slots: the exponentially weighted mean of pandas
   (``Series.ewm(...).mean()``) with its ``adjust`` and ``ignore_na=False`` semantics: a NaN keeps its
@@ -113,19 +114,19 @@ def ewm_alpha(span: float | None = None, halflife: float | None = None, alpha: f
 @njit(cache=True)
 def ewm_mean_init(S, j, o):
     """Reset an EWM-mean block: no observation yet."""
-    S[j, o] = np.nan
-    S[j, o + 1] = 1.0
-    S[j, o + 2] = 0.0
+    S[o, j] = np.nan
+    S[o + 1, j] = 1.0
+    S[o + 2, j] = 0.0
 
 
 @njit(cache=True)
 def ewm_mean_push(S, j, o, x, alpha, adjust):
     """Feed one value (NaN allowed) to an EWM-mean block (pandas ``ewm`` with ``ignore_na=False``)."""
-    weighted = S[j, o]
-    old_wt = S[j, o + 1]
+    weighted = S[o, j]
+    old_wt = S[o + 1, j]
     is_obs = not np.isnan(x)
     if is_obs:
-        S[j, o + 2] += 1.0
+        S[o + 2, j] += 1.0
     if not np.isnan(weighted):
         old_wt *= 1.0 - alpha
         if is_obs:
@@ -138,41 +139,41 @@ def ewm_mean_push(S, j, o, x, alpha, adjust):
                 old_wt = 1.0
     elif is_obs:
         weighted = x
-    S[j, o] = weighted
-    S[j, o + 1] = old_wt
+    S[o, j] = weighted
+    S[o + 1, j] = old_wt
 
 
 @njit(cache=True)
 def ewm_mean_value(S, j, o, min_periods):
     """Current EWM mean, NaN before ``min_periods`` observations."""
-    return S[j, o] if S[j, o + 2] >= min_periods else np.nan
+    return S[o, j] if S[o + 2, j] >= min_periods else np.nan
 
 
 @njit(cache=True)
 def ewm_var_init(S, j, o):
     """Reset an EWM-variance block."""
-    S[j, o] = np.nan
-    S[j, o + 1] = 0.0
-    S[j, o + 2] = 1.0
-    S[j, o + 3] = 1.0
-    S[j, o + 4] = 1.0
-    S[j, o + 5] = 0.0
+    S[o, j] = np.nan
+    S[o + 1, j] = 0.0
+    S[o + 2, j] = 1.0
+    S[o + 3, j] = 1.0
+    S[o + 4, j] = 1.0
+    S[o + 5, j] = 0.0
 
 
 @njit(cache=True)
 def ewm_var_push(S, j, o, x, alpha, adjust):
     """Feed one value to an EWM-variance block (pandas ``ewmcov`` of x with itself, ``ignore_na=False``)."""
-    mean = S[j, o]
+    mean = S[o, j]
     is_obs = not np.isnan(x)
     if is_obs:
-        S[j, o + 5] += 1.0
+        S[o + 5, j] += 1.0
     if not np.isnan(mean):
         factor = 1.0 - alpha
         new_wt = 1.0 if adjust else alpha
-        cov = S[j, o + 1]
-        sum_wt = S[j, o + 2] * factor
-        sum_wt2 = S[j, o + 3] * (factor * factor)
-        old_wt = S[j, o + 4] * factor
+        cov = S[o + 1, j]
+        sum_wt = S[o + 2, j] * factor
+        sum_wt2 = S[o + 3, j] * (factor * factor)
+        old_wt = S[o + 4, j] * factor
         if is_obs:
             old_mean = mean
             if mean != x:
@@ -185,26 +186,26 @@ def ewm_var_push(S, j, o, x, alpha, adjust):
                 sum_wt /= old_wt
                 sum_wt2 /= old_wt * old_wt
                 old_wt = 1.0
-        S[j, o] = mean
-        S[j, o + 1] = cov
-        S[j, o + 2] = sum_wt
-        S[j, o + 3] = sum_wt2
-        S[j, o + 4] = old_wt
+        S[o, j] = mean
+        S[o + 1, j] = cov
+        S[o + 2, j] = sum_wt
+        S[o + 3, j] = sum_wt2
+        S[o + 4, j] = old_wt
     elif is_obs:
-        S[j, o] = x
+        S[o, j] = x
 
 
 @njit(cache=True)
 def ewm_var_value(S, j, o, min_periods):
     """Current bias-corrected EWM variance (>= 0), NaN before ``max(min_periods, 2)`` observations
     or while the correction is undefined."""
-    if S[j, o + 5] < min_periods:
+    if S[o + 5, j] < min_periods:
         return np.nan
-    num = S[j, o + 2] * S[j, o + 2]
-    den = num - S[j, o + 3]
+    num = S[o + 2, j] * S[o + 2, j]
+    den = num - S[o + 3, j]
     if den <= 0.0:
         return np.nan
-    v = num / den * S[j, o + 1]
+    v = num / den * S[o + 1, j]
     return v if v > 0.0 else 0.0
 
 
@@ -212,58 +213,58 @@ def ewm_var_value(S, j, o, min_periods):
 def roll_init(S, j, o, window):
     """Reset a rolling block: empty window."""
     for k in range(_ROLL_HEAD + window):
-        S[j, o + k] = 0.0
-    S[j, o + 6] = np.nan
+        S[o + k, j] = 0.0
+    S[o + 6, j] = np.nan
     for k in range(window):
-        S[j, o + _ROLL_HEAD + k] = np.nan
+        S[o + _ROLL_HEAD + k, j] = np.nan
 
 
 @njit(cache=True)
 def _roll_add(S, j, o, x):
-    nobs = S[j, o + 2] + 1.0
-    if x == S[j, o + 6]:
-        S[j, o + 5] += 1.0
+    nobs = S[o + 2, j] + 1.0
+    if x == S[o + 6, j]:
+        S[o + 5, j] += 1.0
     else:
-        S[j, o + 5] = 1.0
-    S[j, o + 6] = x
-    mean = S[j, o + 3]
+        S[o + 5, j] = 1.0
+    S[o + 6, j] = x
+    mean = S[o + 3, j]
     delta = x - mean
     mean += delta / nobs
-    S[j, o + 4] += delta * (x - mean)
-    S[j, o + 3] = mean
-    S[j, o + 2] = nobs
+    S[o + 4, j] += delta * (x - mean)
+    S[o + 3, j] = mean
+    S[o + 2, j] = nobs
 
 
 @njit(cache=True)
 def _roll_remove(S, j, o, x):
-    nobs = S[j, o + 2] - 1.0
+    nobs = S[o + 2, j] - 1.0
     if nobs > 0:
-        mean = S[j, o + 3]
+        mean = S[o + 3, j]
         delta = x - mean
         mean -= delta / nobs
-        S[j, o + 4] -= delta * (x - mean)
-        S[j, o + 3] = mean
+        S[o + 4, j] -= delta * (x - mean)
+        S[o + 3, j] = mean
     else:
-        S[j, o + 3] = 0.0
-        S[j, o + 4] = 0.0
-    S[j, o + 2] = nobs
+        S[o + 3, j] = 0.0
+        S[o + 4, j] = 0.0
+    S[o + 2, j] = nobs
 
 
 @njit(cache=True)
 def roll_push(S, j, o, window, x):
     """Append one row (NaN allowed) to a rolling block, dropping the row that leaves the window."""
-    pos = int(S[j, o])
+    pos = int(S[o, j])
     slot = o + _ROLL_HEAD + pos
     pos += 1
-    S[j, o] = pos if pos < window else 0
-    if S[j, o + 1] >= window:
-        old = S[j, slot]
-        S[j, slot] = x
+    S[o, j] = pos if pos < window else 0
+    if S[o + 1, j] >= window:
+        old = S[slot, j]
+        S[slot, j] = x
         if not np.isnan(old):
             _roll_remove(S, j, o, old)
     else:
-        S[j, o + 1] += 1.0
-        S[j, slot] = x
+        S[o + 1, j] += 1.0
+        S[slot, j] = x
     if not np.isnan(x):
         _roll_add(S, j, o, x)
 
@@ -271,55 +272,55 @@ def roll_push(S, j, o, window, x):
 @njit(cache=True)
 def roll_mean_value(S, j, o, min_periods):
     """Mean of the valid values in the window, NaN with fewer than ``min_periods`` of them."""
-    nobs = S[j, o + 2]
+    nobs = S[o + 2, j]
     if nobs < min_periods or nobs == 0:
         return np.nan
-    if S[j, o + 5] >= nobs:
-        return S[j, o + 6]  # every valid value in the window is the same
-    return S[j, o + 3]
+    if S[o + 5, j] >= nobs:
+        return S[o + 6, j]  # every valid value in the window is the same
+    return S[o + 3, j]
 
 
 @njit(cache=True)
 def roll_var_value(S, j, o, min_periods, ddof):
     """Variance (``ddof`` 0 or 1) of the valid values in the window; exactly 0 for a window of equal
     values; NaN with fewer than ``min_periods`` values or ``nobs <= ddof``."""
-    nobs = S[j, o + 2]
+    nobs = S[o + 2, j]
     if nobs < min_periods or nobs <= ddof:
         return np.nan
-    if nobs == 1.0 or S[j, o + 5] >= nobs:
+    if nobs == 1.0 or S[o + 5, j] >= nobs:
         return 0.0
-    v = S[j, o + 4] / (nobs - ddof)
+    v = S[o + 4, j] / (nobs - ddof)
     return v if v > 0.0 else 0.0
 
 
 @njit(cache=True)
 def lag_init(S, j, o, depth):
     """Reset a lag buffer."""
-    S[j, o] = 0.0
-    S[j, o + 1] = 0.0
+    S[o, j] = 0.0
+    S[o + 1, j] = 0.0
     for k in range(depth + 1):
-        S[j, o + 2 + k] = np.nan
+        S[o + 2 + k, j] = np.nan
 
 
 @njit(cache=True)
 def lag_push(S, j, o, depth, x):
     """Append the current value to a lag buffer of ``depth``."""
-    pos = int(S[j, o])
-    S[j, o + 2 + pos] = x
+    pos = int(S[o, j])
+    S[o + 2 + pos, j] = x
     pos += 1
-    S[j, o] = pos if pos <= depth else 0
-    S[j, o + 1] += 1.0
+    S[o, j] = pos if pos <= depth else 0
+    S[o + 1, j] += 1.0
 
 
 @njit(cache=True)
 def lag_get(S, j, o, depth, k):
     """``x_{t-k}`` after the push of ``x_t`` (NaN when fewer than k + 1 values were pushed)."""
-    if S[j, o + 1] < k + 1:
+    if S[o + 1, j] < k + 1:
         return np.nan
-    pos = int(S[j, o]) - 1 - k
+    pos = int(S[o, j]) - 1 - k
     if pos < 0:
         pos += depth + 1
-    return S[j, o + 2 + pos]
+    return S[o + 2 + pos, j]
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,7 +384,7 @@ def _ewm_mean_nb(x, alpha, adjust, min_periods):
     T, N = x.shape
     out = np.empty((T, N))
     for j in prange(N):
-        S = np.empty((1, EWM_MEAN_WIDTH))
+        S = np.empty((EWM_MEAN_WIDTH, 1))
         ewm_mean_init(S, 0, 0)
         for t in range(T):
             ewm_mean_push(S, 0, 0, x[t, j], alpha, adjust)
@@ -396,7 +397,7 @@ def _ewm_std_nb(x, alpha, adjust, min_periods, scale):
     T, N = x.shape
     out = np.empty((T, N))
     for j in prange(N):
-        S = np.empty((1, EWM_VAR_WIDTH))
+        S = np.empty((EWM_VAR_WIDTH, 1))
         ewm_var_init(S, 0, 0)
         for t in range(T):
             ewm_var_push(S, 0, 0, x[t, j], alpha, adjust)
@@ -452,7 +453,7 @@ def _rolling_nb(x, window, min_periods, what, ddof):
     T, N = x.shape
     out = np.empty((T, N))
     for j in prange(N):
-        S = np.empty((1, _ROLL_HEAD + window))
+        S = np.empty((_ROLL_HEAD + window, 1))
         roll_init(S, 0, 0, window)
         for t in range(T):
             roll_push(S, 0, 0, window, x[t, j])
@@ -499,7 +500,7 @@ def _macd_nb(x, short, long_, price_window, signal_window):
     a_s = 1.0 / short
     a_l = 1.0 / long_
     for j in prange(N):
-        S = np.empty((1, 2 * EWM_MEAN_WIDTH + 2 * _ROLL_HEAD + price_window + signal_window))
+        S = np.empty((2 * EWM_MEAN_WIDTH + 2 * _ROLL_HEAD + price_window + signal_window, 1))
         o1 = EWM_MEAN_WIDTH
         o2 = 2 * EWM_MEAN_WIDTH
         o3 = o2 + _ROLL_HEAD + price_window
@@ -569,7 +570,7 @@ def _rsi_nb(x, n):
     T, N = x.shape
     out = np.empty((T, N))
     for j in prange(N):
-        S = np.empty((1, 2 * EWM_MEAN_WIDTH))
+        S = np.empty((2 * EWM_MEAN_WIDTH, 1))
         ewm_mean_init(S, 0, 0)
         ewm_mean_init(S, 0, EWM_MEAN_WIDTH)
         prev = np.nan
@@ -635,7 +636,7 @@ def _atr_nb(h, lo, c, n):
     out = np.empty((T, N))
     a = 1.0 / n
     for j in prange(N):
-        S = np.empty((1, EWM_MEAN_WIDTH))
+        S = np.empty((EWM_MEAN_WIDTH, 1))
         ewm_mean_init(S, 0, 0)
         prev = np.nan
         for t in range(T):
@@ -718,7 +719,7 @@ LDTM_WIDTH = _L_MA20 + roll_width(20)
 
 @njit(cache=True)
 def dmn_init(S, j):
-    """Reset symbol j's DMN state (row j of ``S``, ``DMN_WIDTH`` slots)."""
+    """Reset symbol j's DMN state (column j of ``S``, ``DMN_WIDTH`` slots)."""
     lag_init(S, j, 0, _DMN_DEPTH)
     ewm_var_init(S, j, _D_VOL)
     roll_init(S, j, _D_PRICE, 63)
@@ -800,28 +801,38 @@ def ldtm_step(S, j, o, h, lo, c, v, out, t, k_out):
     out[t, k_out, 10] = c / m20 if m20 > 0 else np.nan
 
 
+CHUNK = 64  # symbols per parallel task in the fused engines
+
+
 @njit(cache=True, parallel=True)
 def dmn_run(S, slots, close):
-    """Step the DMN engine over ``close`` ``(T, n)`` for the symbols in state rows ``slots`` ``(n,)``;
-    returns the features ``(T, n, 8)``."""
+    """Step the DMN engine over ``close`` ``(T, n)`` for the symbols in state columns ``slots``
+    ``(n,)``; returns the features ``(T, n, 8)``. Time-major within chunks of ``CHUNK`` symbols so
+    that inputs, outputs and state are read contiguously."""
     T, n = close.shape
     out = np.empty((T, n, 8))
-    for k in prange(n):
-        j = slots[k]
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(n_chunks):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
         for t in range(T):
-            dmn_step(S, j, close[t, k], out, t, k)
+            for k in range(lo, hi):
+                dmn_step(S, slots[k], close[t, k], out, t, k)
     return out
 
 
 @njit(cache=True, parallel=True)
-def ldtm_run(S, slots, o, h, lo, c, v):
+def ldtm_run(S, slots, o, h, lo_, c, v):
     """Step the LDTM engine over ``(T, n)`` OHLCV arrays; returns the features ``(T, n, 11)``."""
     T, n = c.shape
     out = np.empty((T, n, 11))
-    for k in prange(n):
-        j = slots[k]
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for ch in prange(n_chunks):
+        a = ch * CHUNK
+        b = min(a + CHUNK, n)
         for t in range(T):
-            ldtm_step(S, j, o[t, k], h[t, k], lo[t, k], c[t, k], v[t, k], out, t, k)
+            for k in range(a, b):
+                ldtm_step(S, slots[k], o[t, k], h[t, k], lo_[t, k], c[t, k], v[t, k], out, t, k)
     return out
 
 
@@ -844,7 +855,7 @@ def dmn_batch(close) -> np.ndarray:
     :func:`macd_baz` for (8, 24), (16, 48), (32, 96) (Lim, Zohren & Roberts, 2019, section 4.1)."""
     c, _ = _as2d(close, "close")
     N = c.shape[1]
-    S = np.empty((N, DMN_WIDTH))
+    S = np.empty((DMN_WIDTH, N))
     slots = np.arange(N, dtype=np.int64)
     dmn_init_all(S, slots)
     return dmn_run(S, slots, np.ascontiguousarray(c))
@@ -859,7 +870,7 @@ def ldtm_batch(open_, high, low, close, volume) -> np.ndarray:
     if len(shapes) != 1:
         raise ValueError(f"open, high, low, close, volume must share one shape, got {sorted(shapes)}")
     N = arrs[0].shape[1]
-    S = np.empty((N, LDTM_WIDTH))
+    S = np.empty((LDTM_WIDTH, N))
     slots = np.arange(N, dtype=np.int64)
     ldtm_init_all(S, slots)
     return ldtm_run(S, slots, *[np.ascontiguousarray(a) for a in arrs])

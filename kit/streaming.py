@@ -1,8 +1,9 @@
 """Streaming features: O(1) work and fixed-size state per symbol per bar, equal to the batch kernels.
 
 :class:`StreamingFeatures` keeps, for every active symbol, the state of the online primitives of
-:mod:`kit.kernels` (EWM blocks, rolling windows, lag buffers) in one row of a float64 array per
-feature set. Each bar runs the same ``*_step`` functions as the batch feature sets, so its output is
+:mod:`kit.kernels` (EWM blocks, rolling windows, lag buffers) in one column of a ``(width, symbols)`` float64
+array per feature set (structure of arrays: one bar reads each state slot across symbols
+contiguously). Each bar runs the same ``*_step`` functions as the batch feature sets, so its output is
 identical to :func:`kit.features.feature_set` on the same history, bar by bar.
 
 A symbol that is active but absent from a bar is fed NaN for that bar (exactly what the batch
@@ -59,7 +60,7 @@ class StreamingFeatures:
         self.feature_sets = feature_sets
         self.names = [n for s in feature_sets for n in _SETS[s][1]]
         self.fields = tuple(dict.fromkeys(f for s in feature_sets for f in _SETS[s][2]))
-        self._state = {s: np.empty((0, _SETS[s][0])) for s in feature_sets}
+        self._state = {s: np.empty((_SETS[s][0], 0)) for s in feature_sets}
         self._slot: dict[str, int] = {}
         self._free: list[int] = []
         self.symbols: list[str] = []
@@ -71,13 +72,13 @@ class StreamingFeatures:
 
     # ----------------------------------------------------------------------------- symbols
     def _grow(self, need: int) -> None:
-        cap = next(iter(self._state.values())).shape[0]
+        cap = next(iter(self._state.values())).shape[1]
         if need <= cap:
             return
         new_cap = max(need, 2 * cap, 16)
         for s, arr in self._state.items():
-            grown = np.empty((new_cap, arr.shape[1]))
-            grown[:cap] = arr
+            grown = np.empty((arr.shape[0], new_cap))
+            grown[:, :cap] = arr
             self._state[s] = grown
         self._free.extend(range(new_cap - 1, cap - 1, -1))
 
@@ -231,7 +232,7 @@ class StreamingFeatures:
             "bars": self.bars,
             "widths": {s: _SETS[s][0] for s in self.feature_sets},
         }
-        arrays = {f"state_{s}": self._state[s][self._slots] for s in self.feature_sets}
+        arrays = {f"state_{s}": self._state[s][:, self._slots] for s in self.feature_sets}
         path = Path(path)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -254,9 +255,9 @@ class StreamingFeatures:
             obj = cls(meta["feature_sets"], meta["symbols"])
             for s in obj.feature_sets:
                 arr = z[f"state_{s}"]
-                if arr.shape != (len(obj.symbols), _SETS[s][0]):
-                    raise StreamingStateError(f"{path}: state_{s} has shape {arr.shape}, expected {(len(obj.symbols), _SETS[s][0])}")
-                obj._state[s][obj._slots] = arr
+                if arr.shape != (_SETS[s][0], len(obj.symbols)):
+                    raise StreamingStateError(f"{path}: state_{s} has shape {arr.shape}, expected {(_SETS[s][0], len(obj.symbols))}")
+                obj._state[s][:, obj._slots] = arr
         obj.last_date = None if meta["last_date"] is None else pd.Timestamp(meta["last_date"])
         obj.bars = int(meta["bars"])
         return obj
