@@ -57,6 +57,7 @@ __all__ = [
     "EWM_MEAN_WIDTH",
     "EWM_VAR_WIDTH",
     "roll_width",
+    "rsum_width",
     "lag_width",
 ]
 
@@ -111,7 +112,7 @@ def ewm_alpha(span: float | None = None, halflife: float | None = None, alpha: f
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ewm_mean_init(S, j, o):
     """Reset an EWM-mean block: no observation yet."""
     S[o, j] = np.nan
@@ -119,7 +120,7 @@ def ewm_mean_init(S, j, o):
     S[o + 2, j] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ewm_mean_push(S, j, o, x, alpha, adjust):
     """Feed one value (NaN allowed) to an EWM-mean block (pandas ``ewm`` with ``ignore_na=False``)."""
     weighted = S[o, j]
@@ -143,13 +144,13 @@ def ewm_mean_push(S, j, o, x, alpha, adjust):
     S[o + 1, j] = old_wt
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ewm_mean_value(S, j, o, min_periods):
     """Current EWM mean, NaN before ``min_periods`` observations."""
     return S[o, j] if S[o + 2, j] >= min_periods else np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ewm_var_init(S, j, o):
     """Reset an EWM-variance block."""
     S[o, j] = np.nan
@@ -160,7 +161,7 @@ def ewm_var_init(S, j, o):
     S[o + 5, j] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ewm_var_push(S, j, o, x, alpha, adjust):
     """Feed one value to an EWM-variance block (pandas ``ewmcov`` of x with itself, ``ignore_na=False``)."""
     mean = S[o, j]
@@ -195,7 +196,7 @@ def ewm_var_push(S, j, o, x, alpha, adjust):
         S[o, j] = x
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ewm_var_value(S, j, o, min_periods):
     """Current bias-corrected EWM variance (>= 0), NaN before ``max(min_periods, 2)`` observations
     or while the correction is undefined."""
@@ -209,7 +210,7 @@ def ewm_var_value(S, j, o, min_periods):
     return v if v > 0.0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def roll_init(S, j, o, window):
     """Reset a rolling block: empty window."""
     for k in range(_ROLL_HEAD + window):
@@ -219,7 +220,7 @@ def roll_init(S, j, o, window):
         S[o + _ROLL_HEAD + k, j] = np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _roll_add(S, j, o, x):
     nobs = S[o + 2, j] + 1.0
     if x == S[o + 6, j]:
@@ -235,7 +236,7 @@ def _roll_add(S, j, o, x):
     S[o + 2, j] = nobs
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _roll_remove(S, j, o, x):
     nobs = S[o + 2, j] - 1.0
     if nobs > 0:
@@ -250,7 +251,7 @@ def _roll_remove(S, j, o, x):
     S[o + 2, j] = nobs
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def roll_push(S, j, o, window, x):
     """Append one row (NaN allowed) to a rolling block, dropping the row that leaves the window."""
     pos = int(S[o, j])
@@ -269,7 +270,7 @@ def roll_push(S, j, o, window, x):
         _roll_add(S, j, o, x)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def roll_mean_value(S, j, o, min_periods):
     """Mean of the valid values in the window, NaN with fewer than ``min_periods`` of them."""
     nobs = S[o + 2, j]
@@ -280,7 +281,7 @@ def roll_mean_value(S, j, o, min_periods):
     return S[o + 3, j]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def roll_var_value(S, j, o, min_periods, ddof):
     """Variance (``ddof`` 0 or 1) of the valid values in the window; exactly 0 for a window of equal
     values; NaN with fewer than ``min_periods`` values or ``nobs <= ddof``."""
@@ -293,7 +294,78 @@ def roll_var_value(S, j, o, min_periods, ddof):
     return v if v > 0.0 else 0.0
 
 
-@njit(cache=True)
+_RSUM_HEAD = 7  # pos, filled, nobs, sum, compensation, n_same, prev
+
+
+def rsum_width(window: int) -> int:
+    """State slots of a rolling-sum block of ``window`` rows."""
+    return _RSUM_HEAD + window
+
+
+@njit(cache=True, inline="always")
+def rsum_init(S, j, o, window):
+    """Reset a rolling-sum block (Kahan-compensated running sum, as pandas' rolling mean)."""
+    for k in range(_RSUM_HEAD):
+        S[o + k, j] = 0.0
+    S[o + 6, j] = np.nan
+    for k in range(window):
+        S[o + _RSUM_HEAD + k, j] = np.nan
+
+
+@njit(cache=True, inline="always")
+def _rsum_add(S, j, o, x):
+    S[o + 2, j] += 1.0
+    if x == S[o + 6, j]:
+        S[o + 5, j] += 1.0
+    else:
+        S[o + 5, j] = 1.0
+    S[o + 6, j] = x
+    y = x - S[o + 4, j]
+    t = S[o + 3, j] + y
+    S[o + 4, j] = t - S[o + 3, j] - y
+    S[o + 3, j] = t
+
+
+@njit(cache=True, inline="always")
+def _rsum_remove(S, j, o, x):
+    S[o + 2, j] -= 1.0
+    y = -x - S[o + 4, j]
+    t = S[o + 3, j] + y
+    S[o + 4, j] = t - S[o + 3, j] - y
+    S[o + 3, j] = t
+
+
+@njit(cache=True, inline="always")
+def rsum_push(S, j, o, window, x):
+    """Append one row (NaN allowed) to a rolling-sum block."""
+    pos = int(S[o, j])
+    slot = o + _RSUM_HEAD + pos
+    pos += 1
+    S[o, j] = pos if pos < window else 0
+    if S[o + 1, j] >= window:
+        old = S[slot, j]
+        if not np.isnan(old):
+            _rsum_remove(S, j, o, old)
+    else:
+        S[o + 1, j] += 1.0
+    S[slot, j] = x
+    if not np.isnan(x):
+        _rsum_add(S, j, o, x)
+
+
+@njit(cache=True, inline="always")
+def rsum_mean_value(S, j, o, min_periods):
+    """Mean of the valid values in the window (pandas ``rolling().mean()``), NaN with fewer than
+    ``min_periods`` of them; the value itself for a window of equal values."""
+    nobs = S[o + 2, j]
+    if nobs < min_periods or nobs == 0:
+        return np.nan
+    if S[o + 5, j] >= nobs:
+        return S[o + 6, j]
+    return S[o + 3, j] / nobs
+
+
+@njit(cache=True, inline="always")
 def lag_init(S, j, o, depth):
     """Reset a lag buffer."""
     S[o, j] = 0.0
@@ -302,7 +374,7 @@ def lag_init(S, j, o, depth):
         S[o + 2 + k, j] = np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lag_push(S, j, o, depth, x):
     """Append the current value to a lag buffer of ``depth``."""
     pos = int(S[o, j])
@@ -312,7 +384,7 @@ def lag_push(S, j, o, depth, x):
     S[o + 1, j] += 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lag_get(S, j, o, depth, k):
     """``x_{t-k}`` after the push of ``x_t`` (NaN when fewer than k + 1 values were pushed)."""
     if S[o + 1, j] < k + 1:
@@ -455,11 +527,15 @@ def _rolling_nb(x, window, min_periods, what, ddof):
     for j in prange(N):
         S = np.empty((_ROLL_HEAD + window, 1))
         roll_init(S, 0, 0, window)
+        if what == 0:
+            rsum_init(S, 0, 0, window)
         for t in range(T):
-            roll_push(S, 0, 0, window, x[t, j])
             if what == 0:
-                out[t, j] = roll_mean_value(S, 0, 0, min_periods)
-            elif what == 1:
+                rsum_push(S, 0, 0, window, x[t, j])
+                out[t, j] = rsum_mean_value(S, 0, 0, min_periods)
+                continue
+            roll_push(S, 0, 0, window, x[t, j])
+            if what == 1:
                 out[t, j] = math.sqrt(roll_var_value(S, 0, 0, min_periods, ddof))
             else:
                 sd = math.sqrt(roll_var_value(S, 0, 0, min_periods, ddof))
@@ -513,7 +589,7 @@ def _macd_nb(x, short, long_, price_window, signal_window):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _macd_step(S, j, o, price, a_s, a_l, price_window, signal_window):
     o1 = o + EWM_MEAN_WIDTH
     o2 = o + 2 * EWM_MEAN_WIDTH
@@ -550,7 +626,7 @@ def macd_baz(close, short: int, long: int, price_window: int = 63, signal_window
     return _out(_macd_nb(v, float(short), float(long), int(price_window), int(signal_window)), sq)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _wilder_step(S, j, o, gain, loss, n):
     """RSI state: prev price handled by caller; two EWM (alpha = 1/n, adjust=False) blocks."""
     a = 1.0 / n
@@ -703,21 +779,22 @@ DMN_WIDTH = _D_PAIRS + 3 * _D_PAIR_WIDTH
 _DMN_H = np.array(DMN_RETURN_HORIZONS, dtype=np.int64)
 _DMN_S = np.array([s for s, _ in DMN_MACD_PAIRS], dtype=np.float64)
 _DMN_L = np.array([lo for _, lo in DMN_MACD_PAIRS], dtype=np.float64)
-_DMN_SQRT_H = np.sqrt(_DMN_H.astype(np.float64))
+_DMN_INV_SQRT_H = 1.0 / np.sqrt(_DMN_H.astype(np.float64))
 _DMN_AS = 1.0 / _DMN_S
 _DMN_AL = 1.0 / _DMN_L
 _DMN_VOL_ALPHA = 2.0 / 61.0
 _DMN_VOL_MINP = 20
 
-_L_LAG = 0
-_L_RSI = lag_width(5)
+_L_LAG = 0  # lag buffer of log prices
+_L_PREV = lag_width(5)  # previous close
+_L_RSI = _L_PREV + 1
 _L_MA5 = _L_RSI + 2 * EWM_MEAN_WIDTH
-_L_MA10 = _L_MA5 + roll_width(5)
-_L_MA20 = _L_MA10 + roll_width(10)
-LDTM_WIDTH = _L_MA20 + roll_width(20)
+_L_MA10 = _L_MA5 + rsum_width(5)
+_L_MA20 = _L_MA10 + rsum_width(10)
+LDTM_WIDTH = _L_MA20 + rsum_width(20)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dmn_init(S, j):
     """Reset symbol j's DMN state (column j of ``S``, ``DMN_WIDTH`` slots)."""
     lag_init(S, j, 0, _DMN_DEPTH)
@@ -730,72 +807,68 @@ def dmn_init(S, j):
         roll_init(S, j, o + 2 * EWM_MEAN_WIDTH, 252)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dmn_step(S, j, close, out, t, k_out):
     """Feed symbol j's close of one bar; write its 8 DMN features to ``out[t, k_out, :]``."""
     lag_push(S, j, 0, _DMN_DEPTH, close)
     prev = lag_get(S, j, 0, _DMN_DEPTH, 1)
     ewm_var_push(S, j, _D_VOL, close / prev - 1.0, _DMN_VOL_ALPHA, True)
     vol = math.sqrt(ewm_var_value(S, j, _D_VOL, _DMN_VOL_MINP))
+    inv_vol = 1.0 / vol if vol > 0 else np.nan
     for i in range(5):
-        k = _DMN_H[i]
-        denom = vol * _DMN_SQRT_H[i]
-        r = close / lag_get(S, j, 0, _DMN_DEPTH, k) - 1.0
-        out[t, k_out, i] = r / denom if denom > 0 else np.nan
+        r = close / lag_get(S, j, 0, _DMN_DEPTH, _DMN_H[i]) - 1.0
+        out[t, k_out, i] = r * inv_vol * _DMN_INV_SQRT_H[i]
     roll_push(S, j, _D_PRICE, 63, close)
     sd = math.sqrt(roll_var_value(S, j, _D_PRICE, 63, 1))
+    inv_sd = 1.0 / sd if sd > 0 else np.nan
     for p in range(3):
         o = _D_PAIRS + p * _D_PAIR_WIDTH
         ewm_mean_push(S, j, o, close, _DMN_AS[p], True)
         ewm_mean_push(S, j, o + EWM_MEAN_WIDTH, close, _DMN_AL[p], True)
-        q = np.nan
-        if sd > 0:
-            q = (ewm_mean_value(S, j, o, 1) - ewm_mean_value(S, j, o + EWM_MEAN_WIDTH, 1)) / sd
+        q = (ewm_mean_value(S, j, o, 1) - ewm_mean_value(S, j, o + EWM_MEAN_WIDTH, 1)) * inv_sd
         ro = o + 2 * EWM_MEAN_WIDTH
         roll_push(S, j, ro, 252, q)
         qs = math.sqrt(roll_var_value(S, j, ro, 252, 1))
         out[t, k_out, 5 + p] = q / qs if qs > 0 else np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ldtm_init(S, j):
     """Reset symbol j's LDTM state (``LDTM_WIDTH`` slots)."""
     lag_init(S, j, _L_LAG, 5)
+    S[_L_PREV, j] = np.nan
     ewm_mean_init(S, j, _L_RSI)
     ewm_mean_init(S, j, _L_RSI + EWM_MEAN_WIDTH)
-    roll_init(S, j, _L_MA5, 5)
-    roll_init(S, j, _L_MA10, 10)
-    roll_init(S, j, _L_MA20, 20)
+    rsum_init(S, j, _L_MA5, 5)
+    rsum_init(S, j, _L_MA10, 10)
+    rsum_init(S, j, _L_MA20, 20)
 
 
-@njit(cache=True)
-def _log_ratio(a, b):
-    return math.log(a / b) if (a > 0 and b > 0) else np.nan
-
-
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ldtm_step(S, j, o, h, lo, c, v, out, t, k_out):
     """Feed symbol j's OHLCV bar; write its 11 LDTM features to ``out[t, k_out, :]``."""
-    lag_push(S, j, _L_LAG, 5, c)
-    prev = lag_get(S, j, _L_LAG, 5, 1)
+    logc = math.log(c) if c > 0 else np.nan
+    lag_push(S, j, _L_LAG, 5, logc)
+    prev = S[_L_PREV, j]
+    S[_L_PREV, j] = c
     out[t, k_out, 0] = o
     out[t, k_out, 1] = h
     out[t, k_out, 2] = lo
     out[t, k_out, 3] = c
     out[t, k_out, 4] = v
-    out[t, k_out, 5] = _log_ratio(c, prev)
-    out[t, k_out, 6] = _log_ratio(c, lag_get(S, j, _L_LAG, 5, 5))
+    out[t, k_out, 5] = logc - lag_get(S, j, _L_LAG, 5, 1)
+    out[t, k_out, 6] = logc - lag_get(S, j, _L_LAG, 5, 5)
     d = c - prev
     if np.isnan(d):
         out[t, k_out, 7] = _wilder_step(S, j, _L_RSI, np.nan, np.nan, 14.0)
     else:
         out[t, k_out, 7] = _wilder_step(S, j, _L_RSI, max(d, 0.0), max(-d, 0.0), 14.0)
-    roll_push(S, j, _L_MA5, 5, c)
-    roll_push(S, j, _L_MA10, 10, c)
-    roll_push(S, j, _L_MA20, 20, c)
-    m5 = roll_mean_value(S, j, _L_MA5, 5)
-    m10 = roll_mean_value(S, j, _L_MA10, 10)
-    m20 = roll_mean_value(S, j, _L_MA20, 20)
+    rsum_push(S, j, _L_MA5, 5, c)
+    rsum_push(S, j, _L_MA10, 10, c)
+    rsum_push(S, j, _L_MA20, 20, c)
+    m5 = rsum_mean_value(S, j, _L_MA5, 5)
+    m10 = rsum_mean_value(S, j, _L_MA10, 10)
+    m20 = rsum_mean_value(S, j, _L_MA20, 20)
     out[t, k_out, 8] = c / m5 if m5 > 0 else np.nan
     out[t, k_out, 9] = c / m10 if m10 > 0 else np.nan
     out[t, k_out, 10] = c / m20 if m20 > 0 else np.nan
@@ -836,13 +909,13 @@ def ldtm_run(S, slots, o, h, lo_, c, v):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dmn_init_all(S, slots):
     for k in range(len(slots)):
         dmn_init(S, slots[k])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ldtm_init_all(S, slots):
     for k in range(len(slots)):
         ldtm_init(S, slots[k])
