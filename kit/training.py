@@ -31,11 +31,17 @@ __all__ = [
     "rolling_windows",
     "TrainConfig",
     "Trainer",
+    "resolve_device",
+    "amp_settings",
     "predict_positions",
     "save_checkpoint",
     "load_checkpoint",
     "WalkForwardResult",
+    "POSITION_MODELS",
+    "make_position_model",
+    "walk_forward",
     "walk_forward_dmn",
+    "explain_transformer",
     "set_seed",
 ]
 
@@ -212,8 +218,15 @@ def rolling_windows(features: np.ndarray, start: int, end: int, seq_len: int) ->
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings. ``epochs`` is the maximum; early stopping on the validation loss ends
-    training after ``patience`` epochs without improvement and restores the best weights."""
+    """Optimisation settings.
+
+    AdamW (``lr``, ``weight_decay``) with cosine annealing of the learning rate over ``epochs``
+    (``cosine``), gradient-norm clipping at ``max_grad_norm``; ``epochs`` is the maximum: early
+    stopping on the validation loss ends training after ``patience`` epochs without improvement and
+    restores the best weights. ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or
+    ``"cuda"``. ``amp``: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient
+    scaler); on the CPU the same code path runs in plain fp32.
+    """
 
     epochs: int = 100
     batch_size: int = 128
@@ -222,6 +235,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     patience: int = 10
     seed: int = 0
+    cosine: bool = True
+    device: str = "auto"
+    amp: bool = True
+    progress: bool = False
 
 
 @dataclass
@@ -232,24 +249,49 @@ class TrainResult:
     history: list = field(default_factory=list)
 
 
-class Trainer:
-    """Minibatch training of a position model on the Sharpe loss, with early stopping.
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU raises ValueError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+    return torch.device(name)
 
-    AdamW, gradient-norm clipping, shuffled minibatches from a seeded generator, validation loss on
-    the whole validation set each epoch; the best epoch's weights are restored at the end. Runs on
-    CPU in float32 (the device is taken from the model's parameters).
+
+def amp_settings(device: torch.device, enabled: bool = True) -> tuple[bool, torch.dtype, bool]:
+    """(autocast on, autocast dtype, needs a GradScaler) for a device: bf16 on CUDA devices that
+    support it, fp16 with a scaler on older ones, and fp32 (autocast off) on the CPU."""
+    if not enabled or device.type != "cuda":
+        return False, torch.float32, False
+    if torch.cuda.is_bf16_supported():
+        return True, torch.bfloat16, False
+    return True, torch.float16, True
+
+
+class Trainer:
+    """Minibatch training of a model with early stopping, for CPU and CUDA through one code path.
+
+    Parameters
+    ----------
+    config : :class:`TrainConfig`.
+    loss_fn : ``loss_fn(output, y, mask) -> scalar``; default :func:`kit.losses.sharpe_loss`
+        (position models). For forecasters use e.g. :func:`kit.losses.multi_horizon_mse`.
     """
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, loss_fn=None):
         self.config = config
+        self.loss_fn = loss_fn or sharpe_loss
+        self.device = resolve_device(config.device)
 
     def fit(self, model: torch.nn.Module, train, val) -> TrainResult:
-        """Train ``model`` in place.
+        """Train ``model`` in place (moved to the trainer's device).
 
         Parameters
         ----------
-        train, val : tuples ``(X, y, mask)`` from :func:`make_sequences` with shapes
-            ``(S, L, F)``, ``(S, L)``, ``(S, L)``.
+        train, val : tuples ``(X, y, mask)``: ``X`` ``(S, L, F)`` float32, ``y`` and ``mask`` of the
+            model output's shape (``(S, L)`` for position models, ``(S, H)`` for forecasters).
 
         Raises
         ------
@@ -257,34 +299,50 @@ class Trainer:
             An empty training or validation set.
         """
         cfg = self.config
+        dev = self.device
         Xtr, ytr, mtr = (torch.as_tensor(a) for a in train)
-        Xva, yva, mva = (torch.as_tensor(a) for a in val)
+        Xva, yva, mva = (torch.as_tensor(a).to(dev) for a in val)
         if len(Xtr) == 0 or mtr.sum() < 2:
             raise ValueError("training set is empty")
         if len(Xva) == 0 or mva.sum() < 2:
             raise ValueError("validation set is empty")
         set_seed(cfg.seed)
+        model.to(dev)
         gen = torch.Generator().manual_seed(cfg.seed)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1)) if cfg.cosine else None
+        use_amp, amp_dtype, use_scaler = amp_settings(dev, cfg.amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         best = float("inf")
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         best_epoch, since, history = -1, 0, []
         epoch = 0
-        for epoch in range(cfg.epochs):
+        epochs = range(cfg.epochs)
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            epochs = tqdm(epochs, desc="epochs", leave=False)
+        for epoch in epochs:
             model.train()
             order = torch.randperm(len(Xtr), generator=gen)
             losses = []
             for i in range(0, len(order), cfg.batch_size):
                 idx = order[i : i + cfg.batch_size]
-                m = mtr[idx]
+                m = mtr[idx].to(dev)
                 if m.sum() < 2:
                     continue
-                loss = sharpe_loss(model(Xtr[idx]), ytr[idx], m)
+                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                    out = model(Xtr[idx].to(dev))
+                loss = self.loss_fn(out.float(), ytr[idx].to(dev), m)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 losses.append(float(loss.detach()))
+            if sched is not None:
+                sched.step()
             val_loss = self.evaluate(model, Xva, yva, mva)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_loss": val_loss})
             if val_loss < best - 1e-6:
@@ -298,12 +356,12 @@ class Trainer:
         model.eval()
         return TrainResult(best, best_epoch, epoch + 1, history)
 
-    @staticmethod
     @torch.no_grad()
-    def evaluate(model, X, y, mask) -> float:
-        """Sharpe loss of ``model`` on a whole set, in eval mode (no dropout)."""
+    def evaluate(self, model, X, y, mask, batch: int = 8192) -> float:
+        """Loss of ``model`` on a whole set in eval mode (no dropout), in float32."""
         model.eval()
-        return float(sharpe_loss(model(X), y, mask))
+        outs = [model(X[i : i + batch]).float() for i in range(0, len(X), batch)]
+        return float(self.loss_fn(torch.cat(outs), y, mask))
 
 
 @torch.no_grad()
@@ -312,10 +370,11 @@ def predict_positions(model: torch.nn.Module, features: np.ndarray, start: int, 
     ``seq_len`` dates ending at each date. Returns ``(end - start, N)`` float64, NaN where the
     features at the decision date are not all finite."""
     model.eval()
+    dev = next(model.parameters()).device
     X, valid = rolling_windows(features, start, end, seq_len)
     out = []
     for i in range(0, len(X), batch):
-        out.append(model(torch.as_tensor(X[i : i + batch]))[:, -1].numpy())
+        out.append(model(torch.as_tensor(X[i : i + batch]).to(dev))[:, -1].float().cpu().numpy())
     pos = np.concatenate(out).astype(np.float64).reshape(end - start, features.shape[1]) if out else np.zeros((0, features.shape[1]))
     pos[~valid] = np.nan
     return pos
@@ -354,20 +413,51 @@ def load_checkpoint(path) -> tuple[torch.nn.Module, dict]:
     return model, payload
 
 
+POSITION_MODELS = ("dmn_lstm", "momentum_transformer", "linear", "mlp")
+
+
+def make_position_model(name: str, n_features: int, hidden_size: int = 20, dropout: float = 0.1, num_layers: int = 1, n_heads: int = 4) -> torch.nn.Module:
+    """A position model from one flat set of hyperparameters: ``dmn_lstm`` (LSTM hidden size,
+    layers, dropout), ``momentum_transformer`` (``d_model = hidden_size``, ``n_heads``, dropout),
+    ``mlp`` (one hidden layer of ``hidden_size``), ``linear``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name.
+    """
+    from .models import BaselineConfig, MomentumTransformer, PerStepBaseline, TransformerConfig
+
+    if name == "dmn_lstm":
+        return DeepMomentumLSTM(DMNConfig(n_features, hidden_size, num_layers, dropout))
+    if name == "momentum_transformer":
+        return MomentumTransformer(TransformerConfig(n_features, hidden_size, n_heads, dropout))
+    if name == "mlp":
+        return PerStepBaseline(BaselineConfig(n_features, hidden_size, dropout))
+    if name == "linear":
+        return PerStepBaseline(BaselineConfig(n_features, 0, 0.0))
+    raise ValueError(f"model {name!r} is not a position model; known: {POSITION_MODELS + ('ensemble',)}")
+
+
 @dataclass
 class WalkForwardResult:
-    """Stitched out-of-sample positions ``(T_test, N)`` and one log row per fold."""
+    """Stitched out-of-sample positions ``(T_test, N)``, one log row per fold (per member for an
+    ensemble), the training curves, and the last fold's model (for interpretation plots)."""
 
     positions: pd.DataFrame
     folds: pd.DataFrame
     feature_names: list
     ex_ante_vol: pd.DataFrame
     config: dict
+    history: pd.DataFrame = None
+    last_model: torch.nn.Module = None
+    features: np.ndarray = None
 
 
-def walk_forward_dmn(
+def walk_forward(
     close: pd.DataFrame,
     *,
+    model: str = "dmn_lstm",
     test_start,
     test_end=None,
     test_size: int = 252,
@@ -377,19 +467,27 @@ def walk_forward_dmn(
     hidden_size: int = 20,
     num_layers: int = 1,
     dropout: float = 0.1,
+    n_heads: int = 4,
+    members=("dmn_lstm", "momentum_transformer", "mlp"),
+    ensemble_method: str = "stacked",
     train: TrainConfig | None = None,
     train_start=None,
     checkpoint_dir=None,
     data_sha256: str = "",
     progress: bool = True,
 ) -> WalkForwardResult:
-    """Train the Deep Momentum LSTM walk-forward and return its stitched out-of-sample positions.
+    """Train a position model walk-forward on the DMN features; return its stitched out-of-sample
+    positions.
 
     Features are the DMN set (:func:`kit.features.feature_set` ``'dmn'``) and the target is
-    ``target_vol / ex_ante_vol_t * r_{t+1}`` (:func:`kit.features.next_day_target`). For each fold
-    of :func:`walk_forward_splits` a fresh model (seed ``train.seed + fold``) is trained on the
-    training block, early-stopped on the validation block, checkpointed, and used to predict the
-    test block. Only test-block predictions are returned.
+    ``target_vol / ex_ante_vol_t * r_{t+1}`` (:func:`kit.features.next_day_target`), trained with the
+    Sharpe loss. For each fold of :func:`walk_forward_splits` a fresh model (seed ``train.seed +
+    fold``) is trained on the training block, early-stopped on the validation block, checkpointed,
+    and used to predict the test block. Only test-block predictions are returned.
+
+    ``model="ensemble"`` trains every model in ``members`` per fold and combines their positions
+    with weights from :func:`kit.models.ensemble_weights` (``ensemble_method`` ``equal``,
+    ``inverse_loss`` or ``stacked``), fitted on that fold's validation block only.
 
     Parameters
     ----------
@@ -400,8 +498,16 @@ def walk_forward_dmn(
     LeakageError
         A fold has a non-zero leakage count (cannot happen with :func:`walk_forward_splits`; checked
         anyway so that a change there cannot silently leak).
+    ValueError
+        Unknown model name.
     """
+    from .models import PositionEnsemble, ensemble_weights
+
     train = train or TrainConfig()
+    names_to_train = list(members) if model == "ensemble" else [model]
+    for name in names_to_train:
+        if name not in POSITION_MODELS:
+            raise ValueError(f"model {name!r} is not a position model; known: {POSITION_MODELS + ('ensemble',)}")
     fa = feature_set("dmn", close)
     X, names = fa.values.astype(np.float32), fa.names
     target_df, vol = next_day_target(close, target_vol=target_vol)
@@ -409,7 +515,8 @@ def walk_forward_dmn(
     dates = close.index
     splits = walk_forward_splits(dates, test_start, test_size, test_end, val_fraction, horizon=1, train_start=train_start)
     valid = np.isfinite(X).all(axis=-1) & np.isfinite(y)
-    logs, blocks = [], []
+    logs, blocks, curves = [], [], []
+    last_model = None
     iterator = splits
     if progress:
         from tqdm.auto import tqdm
@@ -419,38 +526,61 @@ def walk_forward_dmn(
         leak = count_leakage(split, valid)
         if leak:
             raise LeakageError(f"fold {split.fold}: {leak} leakage rows")
-        t_start = time.perf_counter()
         tr = make_sequences(X, y, *split.train, seq_len)
         va = make_sequences(X, y, *split.val, min(seq_len, split.val[1] - split.val[0]))
-        cfg = DMNConfig(n_features=len(names), hidden_size=hidden_size, num_layers=num_layers, dropout=dropout)
-        set_seed(train.seed + split.fold)
-        model = DeepMomentumLSTM(cfg)
-        result = Trainer(TrainConfig(**{**asdict(train), "seed": train.seed + split.fold})).fit(model, tr, va)
-        pos = predict_positions(model, X, *split.test, seq_len)
-        blocks.append(pd.DataFrame(pos, index=dates[split.test[0] : split.test[1]], columns=close.columns))
-        info = split.describe(dates)
-        if checkpoint_dir is not None:
-            ckpt = save_checkpoint(
-                Path(checkpoint_dir) / f"dmn_fold{split.fold:02d}.pt",
-                model,
-                feature_names=names,
-                data_sha256=data_sha256,
-                train_period=(info["train_start"], info["val_end"]),
-                extra={"fold": split.fold, "train_config": asdict(train)},
+        fitted, val_losses, val_pos = [], [], []
+        for k, name in enumerate(names_to_train):
+            t_start = time.perf_counter()
+            seed = train.seed + split.fold + 1000 * k
+            set_seed(seed)
+            net = make_position_model(name, len(names), hidden_size, dropout, num_layers, n_heads)
+            result = Trainer(TrainConfig(**{**asdict(train), "seed": seed})).fit(net, tr, va)
+            info = split.describe(dates)
+            info["model"] = name
+            if checkpoint_dir is not None:
+                ckpt = save_checkpoint(
+                    Path(checkpoint_dir) / f"{name}_fold{split.fold:02d}.pt",
+                    net,
+                    feature_names=names,
+                    data_sha256=data_sha256,
+                    train_period=(info["train_start"], info["val_end"]),
+                    extra={"fold": split.fold, "train_config": asdict(train), "seed": seed},
+                )
+                info["checkpoint"] = str(ckpt)
+            info.update(
+                leakage_rows=leak,
+                train_samples=int(tr[2].sum()),
+                val_samples=int(va[2].sum()),
+                best_epoch=result.best_epoch,
+                epochs_run=result.epochs_run,
+                val_sharpe=-result.best_val_loss,
+                seconds=round(time.perf_counter() - t_start, 2),
             )
-            info["checkpoint"] = str(ckpt)
-        info.update(
-            leakage_rows=leak,
-            train_samples=int(tr[2].sum()),
-            val_samples=int(va[2].sum()),
-            best_epoch=result.best_epoch,
-            epochs_run=result.epochs_run,
-            val_sharpe=-result.best_val_loss,
-            seconds=round(time.perf_counter() - t_start, 2),
-        )
-        logs.append(info)
+            logs.append(info)
+            curves.extend({"fold": split.fold, "model": name, **h} for h in result.history)
+            fitted.append(net)
+            val_losses.append(result.best_val_loss)
+            if model == "ensemble" and ensemble_method == "stacked":
+                val_pos.append(predict_positions(net, X, *split.val, seq_len))
+        if model == "ensemble":
+            w = ensemble_weights(
+                val_losses,
+                ensemble_method,
+                val_positions=np.stack(val_pos) if val_pos else None,
+                val_target=y[split.val[0] : split.val[1]],
+            )
+            net = PositionEnsemble(fitted, w)
+            logs.append({**split.describe(dates), "model": "ensemble", "leakage_rows": leak, "weights": {n: round(float(v), 4) for n, v in zip(names_to_train, w, strict=True)}})
+        else:
+            net = fitted[0]
+        pos = predict_positions(net, X, *split.test, seq_len)
+        blocks.append(pd.DataFrame(pos, index=dates[split.test[0] : split.test[1]], columns=close.columns))
+        last_model = net
     positions = pd.concat(blocks)
     config = {
+        "model": model,
+        "members": list(members) if model == "ensemble" else None,
+        "ensemble_method": ensemble_method if model == "ensemble" else None,
         "test_start": str(test_start),
         "test_end": str(test_end) if test_end is not None else None,
         "test_size": test_size,
@@ -460,6 +590,42 @@ def walk_forward_dmn(
         "hidden_size": hidden_size,
         "num_layers": num_layers,
         "dropout": dropout,
+        "n_heads": n_heads,
         "train": asdict(train),
     }
-    return WalkForwardResult(positions, pd.DataFrame(logs), names, vol, config)
+    return WalkForwardResult(positions, pd.DataFrame(logs), names, vol, config, pd.DataFrame(curves), last_model, X)
+
+
+def walk_forward_dmn(close: pd.DataFrame, **kwargs) -> WalkForwardResult:
+    """:func:`walk_forward` with ``model="dmn_lstm"`` (the Deep Momentum LSTM)."""
+    return walk_forward(close, model="dmn_lstm", **kwargs)
+
+
+@torch.no_grad()
+def explain_transformer(model: torch.nn.Module, features: np.ndarray, start: int, end: int, seq_len: int, feature_names, max_windows: int = 4096) -> dict:
+    """Interpretation of a :class:`kit.models.MomentumTransformer` (or the first one inside a
+    :class:`kit.models.PositionEnsemble`) on the windows ending at dates ``[start, end)``.
+
+    Returns
+    -------
+    dict with ``variable_importance`` (Series over features: mean variable-selection weight),
+    ``attention_by_lag`` (array ``(seq_len,)``: mean attention of the last step on each lag, lag 0 =
+    the decision date), or ``None`` when the model holds no transformer.
+    """
+    from .models import MomentumTransformer, PositionEnsemble
+
+    net = model
+    if isinstance(model, PositionEnsemble):
+        net = next((m for m in model.members if isinstance(m, MomentumTransformer)), None)
+    if not isinstance(net, MomentumTransformer):
+        return None
+    net.eval()
+    X, valid = rolling_windows(features, start, end, seq_len)
+    keep = np.flatnonzero(valid.reshape(-1))
+    if len(keep) > max_windows:
+        keep = keep[np.linspace(0, len(keep) - 1, max_windows).astype(int)]
+    dev = next(net.parameters()).device
+    _, w = net(torch.as_tensor(X[keep]).to(dev), return_weights=True)
+    vi = w["variable_weights"].mean(dim=(0, 1)).cpu().numpy()
+    att = w["attention"][:, :, -1, :].mean(dim=(0, 1)).cpu().numpy()[::-1].copy()
+    return {"variable_importance": pd.Series(vi, index=list(feature_names)), "attention_by_lag": att}

@@ -39,3 +39,12 @@ def make_ohlcv(symbols=("AAA", "BBB"), days=30, seed=0, start="2020-01-01") -> p
 @pytest.fixture
 def ohlcv():
     return make_ohlcv()
+
+
+from hypothesis import settings  # noqa: E402
+
+# CI runs the same examples every time (no flaky failures from a new random draw); local runs draw
+# new examples; HYPOTHESIS_PROFILE=thorough runs many more.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))

@@ -178,3 +178,11 @@ def test_no_look_ahead_any_kernel(steps, cut):
         lambda a: K.ewm_std(a, span=30),
     ):
         np.testing.assert_array_equal(f(x)[:cut], f(y)[:cut])
+
+
+def test_ewm_mean_matches_pandas_alpha_half_gap_quirk():
+    """pandas renormalises the new weight after a NaN gap when alpha = 0.5 and adjust=False; the
+    kernel follows it (found by hypothesis: [1, NaN, 2] gives 1.75, not 1.6667)."""
+    x = np.array([1.0, np.nan, 2.0, np.nan, np.nan, 4.0, 3.0])
+    for span in (3, 4):
+        close_enough(K.ewm_mean(x, span=span, adjust=False), pd.Series(x).ewm(span=span, adjust=False).mean())

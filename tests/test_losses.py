@@ -48,3 +48,53 @@ def test_sharpe_loss_errors():
         sharpe_loss(torch.ones(1, 3), torch.ones(1, 3), torch.tensor([[True, False, False]]))
     # constant batch: finite thanks to eps, no NaN
     assert torch.isfinite(sharpe_loss(torch.ones(2, 3), torch.ones(2, 3)))
+
+
+def test_combined_loss_reduces_to_sharpe_and_adds_hand_penalties():
+    from kit.losses import combined_loss
+
+    pos = torch.tensor([[1.0, -1.0, 0.5, 1.0]], dtype=torch.float64)
+    ret = torch.tensor([[0.01, -0.02, 0.02, -0.01]], dtype=torch.float64)
+    base = sharpe_loss(pos, ret, eps=0.0)
+    assert float(combined_loss(pos, ret, eps=0.0)) == pytest.approx(float(base))
+    scale = torch.full_like(pos, 2.0)
+    # w = [2, -2, 1, 2]; |dw| = [4, 3, 1], mean 8/3; penalty = 252 * 10e-4 * 8/3 = 0.672
+    got = combined_loss(pos, ret, scale, cost_bps=10, eps=0.0)
+    assert float(got - base) == pytest.approx(252 * 10 / 1e4 * 8 / 3)
+    # captured = [0.01, 0.02, 0.01, -0.01]: variance 0.00011875, downside mean(0, 0, 0, 1e-4) = 2.5e-5
+    var = combined_loss(pos, ret, risk_weight=2.0, eps=0.0)
+    assert float(var - base) == pytest.approx(2.0 * 252 * 0.00011875)
+    down = combined_loss(pos, ret, risk_weight=1.0, risk="downside", eps=0.0)
+    assert float(down - base) == pytest.approx(math.sqrt(252 * 2.5e-5), rel=1e-6)
+
+
+def test_combined_loss_and_mse_gradcheck_float64():
+    from kit.losses import combined_loss, multi_horizon_mse
+
+    rng = np.random.default_rng(2)
+    p = torch.tensor(rng.uniform(-1, 1, (3, 6)), requires_grad=True)
+    r = torch.tensor(rng.normal(0, 0.01, (3, 6)))
+    s = torch.tensor(rng.uniform(0.5, 2, (3, 6)))
+    assert torch.autograd.gradcheck(lambda x: combined_loss(x, r, s, cost_bps=5, risk_weight=0.5, risk="downside"), (p,))
+    y = torch.tensor(rng.normal(size=(5, 3)))
+    m = torch.tensor(rng.random((5, 3)) > 0.2)
+    m[0] = True
+    q = torch.tensor(rng.normal(size=(5, 3)), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: multi_horizon_mse(x, y, m, [1.0, 2.0, 1.0]), (q,))
+
+
+def test_multi_horizon_mse_hand_value_and_errors():
+    from kit.losses import multi_horizon_mse
+
+    pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    tgt = torch.tensor([[0.0, 2.0], [3.0, 0.0]])
+    # per horizon: h0 mean(1, 0) = 0.5, h1 mean(0, 16) = 8; equal weights -> 4.25
+    assert float(multi_horizon_mse(pred, tgt)) == pytest.approx(4.25)
+    mask = torch.tensor([[True, True], [True, False]])
+    assert float(multi_horizon_mse(pred, tgt, mask)) == pytest.approx((0.5 + 0.0) / 2)
+    with pytest.raises(ValueError, match="no valid target"):
+        multi_horizon_mse(pred, tgt, torch.tensor([[True, False], [True, False]]))
+    with pytest.raises(ValueError, match="risk"):
+        from kit.losses import combined_loss
+
+        combined_loss(pred, tgt, risk="nope")

@@ -86,7 +86,7 @@ def test_trainer_learns_signal_and_restores_best_weights():
     res = training.Trainer(training.TrainConfig(epochs=30, patience=5, lr=0.01, batch_size=16)).fit(model, tr, va)
     assert -res.best_val_loss > 5  # strong signal: validation Sharpe well above zero
     Xv, yv, mv = (torch.as_tensor(a) for a in va)
-    assert training.Trainer.evaluate(model, Xv, yv, mv) == pytest.approx(res.best_val_loss, rel=1e-5)
+    assert training.Trainer(training.TrainConfig()).evaluate(model, Xv, yv, mv) == pytest.approx(res.best_val_loss, rel=1e-5)
     assert res.epochs_run >= res.best_epoch + 1
 
 
