@@ -285,13 +285,15 @@ class Trainer:
         self.loss_fn = loss_fn or sharpe_loss
         self.device = resolve_device(config.device)
 
-    def fit(self, model: torch.nn.Module, train, val) -> TrainResult:
+    def fit(self, model: torch.nn.Module, train, val, on_epoch_end=None) -> TrainResult:
         """Train ``model`` in place (moved to the trainer's device).
 
         Parameters
         ----------
         train, val : tuples ``(X, y, mask)``: ``X`` ``(S, L, F)`` float32, ``y`` and ``mask`` of the
             model output's shape (``(S, L)`` for position models, ``(S, H)`` for forecasters).
+        on_epoch_end : optional ``f(epoch, val_loss)`` called after each epoch (e.g. to report to an
+            optuna trial, which may raise ``optuna.TrialPruned`` to stop a hopeless trial).
 
         Raises
         ------
@@ -345,6 +347,8 @@ class Trainer:
                 sched.step()
             val_loss = self.evaluate(model, Xva, yva, mva)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_loss": val_loss})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, val_loss)
             if val_loss < best - 1e-6:
                 best, best_epoch, since = val_loss, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,63 @@
+"""Batch inference for 500 symbols: p50 and p99 latency of torch eager, TorchScript and onnxruntime
+for each position model, in one process (ratios to torch eager beside the times).
+
+    .venv/bin/python benchmarks/bench_inference.py
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kit import export  # noqa: E402
+from kit.models import DeepMomentumLSTM, DMNConfig, MomentumTransformer, TransformerConfig  # noqa: E402
+
+N_SYMBOLS = 500
+RUNS = 200
+
+
+def latencies(fn, runs=RUNS):
+    for _ in range(10):
+        fn()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return np.array(out) * 1e3
+
+
+def main():
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    print(f"batch of {N_SYMBOLS} symbols x 63 days x 8 features, {RUNS} runs each; torch threads {torch.get_num_threads()}")
+    print()
+    print("| model | runtime | p50 ms | p99 ms | p99 / torch eager p99 |")
+    print("|---|---|---|---|---|")
+    tmp = Path(tempfile.mkdtemp())
+    for name, model in (("DMN LSTM (hidden 20)", DeepMomentumLSTM(DMNConfig(8, 20))), ("Momentum Transformer (d 16, 4 heads)", MomentumTransformer(TransformerConfig(8, 16, 4)))):
+        model.eval()
+        x = export.example_input(model, N_SYMBOLS)
+        ts = torch.jit.load(str(export.export_torchscript(model, tmp / "m.pt")))
+        sess = ort.InferenceSession(str(export.export_onnx(model, tmp / "m.onnx")), providers=["CPUExecutionProvider"])
+        xn = x.numpy()
+        with torch.no_grad():
+            rows = [
+                ("torch eager", latencies(lambda: model(x))),  # noqa: B023
+                ("TorchScript", latencies(lambda: ts(x))),  # noqa: B023
+            ]
+        rows.append(("onnxruntime", latencies(lambda: sess.run(None, {"x": xn}))))  # noqa: B023
+        base = np.percentile(rows[0][1], 99)
+        for runtime, lat in rows:
+            p99 = np.percentile(lat, 99)
+            print(f"| {name} | {runtime} | {np.percentile(lat, 50):.2f} | {p99:.2f} | {p99 / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
