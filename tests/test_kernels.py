@@ -85,10 +85,15 @@ def test_rolling_property(df, window, data):
     mp = data.draw(st.one_of(st.none(), st.integers(1, window)))
     x = df.to_numpy()
     roll = df.rolling(window, min_periods=mp)
-    # prices up to 1e6: Welford's running update loses a few digits against pandas' Kahan sums
-    close_enough(K.rolling_mean(x, window, mp), roll.mean(), rtol=1e-8, atol=1e-6)
-    close_enough(K.rolling_std(x, window, mp), roll.std(), rtol=1e-6, atol=1e-4)
-    close_enough(K.rolling_std(x, window, mp, ddof=0), roll.std(ddof=0), rtol=1e-6, atol=1e-4)
+    # Any running (add/remove) variance, pandas' included, keeps a residue of about eps * M^2 per
+    # window after large values M have left it, so a std near 0 is only known to ~sqrt(eps) * M:
+    # the absolute tolerance scales with the series' magnitude (hypothesis found a window of equal
+    # values after 6,837s where pandas says 1.2e-4 and the kernel the exact 0).
+    scale = float(np.nanmax(np.abs(x), initial=1.0))
+    close_enough(K.rolling_mean(x, window, mp), roll.mean(), rtol=1e-8, atol=1e-9 * scale)
+    atol = 1e-7 * scale * np.sqrt(window)
+    close_enough(K.rolling_std(x, window, mp), roll.std(), rtol=1e-6, atol=atol)
+    close_enough(K.rolling_std(x, window, mp, ddof=0), roll.std(ddof=0), rtol=1e-6, atol=atol)
 
 
 def test_rolling_realistic_precision():
