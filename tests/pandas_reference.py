@@ -90,42 +90,6 @@ def dmn_features(close: pd.DataFrame, vol_span: int = VOL_SPAN) -> dict[str, pd.
     return out
 
 
-def next_day_target(close: pd.DataFrame, target_vol: float = 0.15, vol_span: int = VOL_SPAN) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The DMN training target and the ex-ante volatility it uses.
-
-    ``target_t = target_vol / ex_ante_vol_t * r_{t+1}`` so that ``position_t * target_t`` is the
-    captured return of Lim et al. (2019), eq. 1. ``ex_ante_vol_t`` (annualised) uses returns up to t;
-    ``r_{t+1}`` is the next day's simple return (after t only).
-
-    Returns
-    -------
-    (target, ex_ante_vol) : two (T, N) DataFrames. The target is NaN on the last date, where the
-    next return is unknown, and where the volatility is zero or undefined.
-    """
-    rets = daily_returns(close)
-    vol = ex_ante_vol(rets, span=vol_span, annualise=True)
-    target = target_vol / vol.where(vol > 0) * rets.shift(-1)
-    return target, vol
-
-
-def stack_features(features: dict[str, pd.DataFrame]) -> tuple[np.ndarray, list[str]]:
-    """Stack named ``(T, N)`` frames into one ``(T, N, F)`` float32 array and its feature names.
-
-    Raises
-    ------
-    ValueError
-        The frames are not aligned on the same index and columns (names the first that differs).
-    """
-    names = list(features)
-    first = features[names[0]]
-    for name in names[1:]:
-        f = features[name]
-        if not (f.index.equals(first.index) and f.columns.equals(first.columns)):
-            raise ValueError(f"feature {name!r} is not aligned with {names[0]!r}")
-    arr = np.stack([features[n].to_numpy(dtype="float64") for n in names], axis=-1).astype(np.float32)
-    return arr, names
-
-
 def rsi(close: pd.DataFrame, n: int = 14) -> pd.DataFrame:
     """Wilder RSI with pandas ewm(alpha=1/n, adjust=False); 50 where gain and loss are both 0."""
     d = close.diff()
