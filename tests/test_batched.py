@@ -52,8 +52,12 @@ def _seeded_lstms(seeds, dtype, **kw):
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("bptt", ["manual", "autograd"])
-def test_batched_lstm_equals_separate_lstms_forward_and_gradients(dtype, tol, bptt):
+@pytest.mark.parametrize("bptt,one_model_slices", [("manual", False), ("manual", True), ("autograd", False)])
+def test_batched_lstm_equals_separate_lstms_forward_and_gradients(
+    dtype, tol, bptt, one_model_slices, monkeypatch
+):
+    if one_model_slices:  # the manual path's element-wise work in slices of one model
+        monkeypatch.setattr(batched, "_EW_CHUNK_ELEMS", 1)
     seeds = [11, 12, 13]
     net = BatchedLSTM(K, F, HID, num_layers=2, seeds=seeds, bptt=bptt).to(dtype)
     ref = _seeded_lstms(seeds, dtype, num_layers=2)
@@ -224,12 +228,18 @@ def test_train_universe_batched_equals_loop_and_separate_trainings():
         torch.testing.assert_close(fb.models[0](x), fl.models[0](x), atol=TRAIN_ATOL, rtol=0)
 
 
-def test_models_per_pass_does_not_change_the_result():
-    data = _datasets(((40, 12), (40, 12), (40, 12)))
+def test_models_per_pass_and_memory_budget_do_not_change_the_result(monkeypatch):
+    data = _datasets(((40, 12), (40, 12), (40, 15)))
     tc = TrainConfig(epochs=2, batch_size=16, seed=0, device="cpu")
     a = train_universe(data, CFG, tc, path="batched")
     b = train_universe(data, CFG, tc, path="batched", models_per_pass=2)
     assert _max_diff(a.models, b.models) < TRAIN_ATOL
+    # a tiny activation budget: one model per pass, validation one window at a time
+    monkeypatch.setattr(batched, "_ACTIVATION_BUDGET", 1)
+    c = train_universe(data, CFG, tc, path="batched")
+    assert _max_diff(a.models, c.models) < TRAIN_ATOL
+    for ra, rc in zip(a.results, c.results, strict=True):
+        assert ra.best_val_loss == pytest.approx(rc.best_val_loss, rel=1e-5)
 
 
 def test_early_stopping_of_one_model_leaves_the_others_unchanged():
