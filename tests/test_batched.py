@@ -251,6 +251,7 @@ def test_early_stopping_of_one_model_leaves_the_others_unchanged():
     fit = train_universe(data, CFG, tc, path="batched", seeds=[0, 1, 2])
     r = fit.results
     assert r[1].best_epoch == 0 and r[1].epochs_run == 2  # stopped after one epoch without improvement
+    assert len(r[1].history) == 2  # and left the stack: no further steps or validations
     assert r[0].epochs_run > 2 or r[2].epochs_run > 2
     # each other model equals its training alone: the stopped model does not influence them
     for k in (0, 2):
