@@ -1,11 +1,14 @@
 """Deep momentum research kit.
 
-Modules (see ../DESIGN in the README): ``data`` (load, validate, adjust prices), ``features``
-(DMN inputs and targets), ``models`` (Deep Momentum LSTM), ``losses`` (Sharpe loss), ``training``
-(walk-forward, Trainer), ``backtest`` (vectorbt portfolios, benchmarks), ``metrics`` (statistics via
-empyrical), ``reports`` (papermill runs, HTML rendering, run index), ``cli``.
+Modules: ``data`` (load, validate, adjust prices), ``kernels`` (numba feature kernels),
+``features`` (named feature sets, targets, windows), ``streaming`` (per-bar feature state),
+``models`` (DMN LSTM, Momentum Transformer, LDTM, baselines, ensembles), ``losses`` (Sharpe,
+combined, multi-horizon MSE), ``training`` (walk-forward, Trainer), ``batched`` (K per-ticker
+models in one computation), ``search`` (optuna), ``export`` (TorchScript, ONNX), ``backtest``
+(vectorbt portfolios, benchmarks), ``metrics`` (statistics via empyrical), ``reports`` (papermill
+runs, HTML rendering, run index), ``cli``.
 
-Submodules are imported lazily (``import kit.data``) so that ``import kit`` stays fast.
+Submodules are imported explicitly (``from kit import data``) so that ``import kit`` stays fast.
 """
 
 __version__ = "0.1.0"
