@@ -1,6 +1,10 @@
 """Batch inference for 500 symbols: p50 and p99 latency of torch eager, TorchScript and onnxruntime
 for each position model, in one process (ratios to torch eager beside the times).
 
+Two outputs per model: the whole sequence of positions ``(500, 63)`` (what backtests use) and the
+live path ``export.LatestPosition`` ``(500,)`` (what the daily step needs: the last position per
+symbol; the DMN LSTM then runs its head on one step instead of 63).
+
     .venv/bin/python benchmarks/bench_inference.py
 """
 
@@ -41,7 +45,15 @@ def main():
     print("| model | runtime | p50 ms | p99 ms | p99 / torch eager p99 |")
     print("|---|---|---|---|---|")
     tmp = Path(tempfile.mkdtemp())
-    for name, model in (("DMN LSTM (hidden 20)", DeepMomentumLSTM(DMNConfig(8, 20))), ("Momentum Transformer (d 16, 4 heads)", MomentumTransformer(TransformerConfig(8, 16, 4)))):
+    dmn = DeepMomentumLSTM(DMNConfig(8, 20))
+    mt = MomentumTransformer(TransformerConfig(8, 16, 4))
+    models = (
+        ("DMN LSTM (hidden 20), sequence", dmn),
+        ("DMN LSTM (hidden 20), last step", export.LatestPosition(dmn)),
+        ("Momentum Transformer (d 16, 4 heads), sequence", mt),
+        ("Momentum Transformer (d 16, 4 heads), last step", export.LatestPosition(mt)),
+    )
+    for name, model in models:
         model.eval()
         x = export.example_input(model, N_SYMBOLS)
         ts = torch.jit.load(str(export.export_torchscript(model, tmp / "m.pt")))

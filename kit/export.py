@@ -16,11 +16,33 @@ import torch
 
 from ._atomic import atomic_path
 
-__all__ = ["example_input", "export_torchscript", "export_onnx", "onnx_max_abs_diff", "ExportError"]
+__all__ = ["example_input", "export_torchscript", "export_onnx", "onnx_max_abs_diff", "ExportError", "LatestPosition"]
 
 
 class ExportError(RuntimeError):
     """An exported model disagrees with torch beyond the tolerance, or cannot be exported."""
+
+
+class LatestPosition(torch.nn.Module):
+    """Live-inference wrapper: the position at the last step of each window only.
+
+    ``(B, L, F)`` float32 -> ``(B,)`` float32 in [-1, 1]. Models whose ``forward`` takes
+    ``last_only`` (the DMN LSTM) run their head on the last step only; others are sliced. Export
+    this wrapper (TorchScript or ONNX) for the daily prediction of a whole universe in one batch.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        import inspect
+
+        self._last_only = "last_only" in inspect.signature(model.forward).parameters
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._last_only:
+            return self.model(x, last_only=True)
+        return self.model(x)[:, -1]
 
 
 def example_input(model: torch.nn.Module, batch: int = 2, lookback: int | None = None) -> torch.Tensor:
@@ -29,7 +51,8 @@ def example_input(model: torch.nn.Module, batch: int = 2, lookback: int | None =
     from .models import LDTMForecaster
 
     if lookback is None:
-        lookback = 30 if isinstance(model, LDTMForecaster) else 63
+        inner = model.model if isinstance(model, LatestPosition) else model
+        lookback = 30 if isinstance(inner, LDTMForecaster) else 63
     g = torch.Generator().manual_seed(0)
     return torch.randn(batch, lookback, model.config.n_features, generator=g)
 

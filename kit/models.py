@@ -73,10 +73,14 @@ class DeepMomentumLSTM(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Positions ``(B, L)``, or ``(B,)`` for the last step only when ``last_only`` (live
+        inference: the head runs on one step instead of ``L``). Raises ``ValueError`` on a bad shape."""
         if x.dim() != 3 or x.shape[-1] != self.config.n_features:
             raise ValueError(f"x must have shape (batch, lookback, {self.config.n_features}), got {tuple(x.shape)}")
         h, _ = self.lstm(x)
+        if last_only:
+            h = h[:, -1]
         return torch.tanh(self.head(self.dropout(h))).squeeze(-1)
 
 

@@ -54,3 +54,19 @@ def test_onnx_mismatch_is_reported(tmp_path):
         model.head.bias += 1.0  # the torch model changes after export
     with pytest.raises(export.ExportError, match="differs"):
         export.onnx_max_abs_diff(model, path, export.example_input(model, 3))
+
+
+@pytest.mark.parametrize("make", MODELS[:3])
+def test_latest_position_equals_last_step_of_sequence_and_exports(tmp_path, make):
+    torch.manual_seed(3)
+    model = make().eval()
+    live = export.LatestPosition(model)
+    x = export.example_input(live, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(live(x), model(x)[:, -1], rtol=0, atol=1e-6)
+    assert live(x).shape == (9,)
+    path = export.export_onnx(live, tmp_path / "live.onnx")
+    assert export.onnx_max_abs_diff(live, path, export.example_input(live, 4)) <= 1e-5
+    traced = torch.jit.load(str(export.export_torchscript(live, tmp_path / "live.pt")))
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), live(x), rtol=1e-5, atol=1e-6)
