@@ -23,6 +23,10 @@ def main(argv=None) -> int:
     p_run.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"])
     p_run.add_argument("--reports-dir", default=None, help="reports folder (default: reports/ in the repository)")
     p_run.add_argument("--notebooks", nargs="*", default=None, help="run only these notebook stems")
+    p_run.add_argument(
+        "--reuse-artifacts", default=None, metavar="RUN",
+        help="copy an earlier run's artifacts and metrics first (run id or folder), e.g. to re-run 30_backtest without retraining",
+    )
     p_render = sub.add_parser("render", help="render an executed notebook to HTML")
     p_render.add_argument("notebook")
     p_render.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"])
@@ -35,7 +39,9 @@ def main(argv=None) -> int:
     if args.command == "run":
         reports_dir = Path(args.reports_dir) if args.reports_dir else reports.REPORTS_DIR
         try:
-            run_dir = reports.run_profile(args.profile, reports_dir=reports_dir, renderer=args.renderer, notebooks=args.notebooks)
+            run_dir = reports.run_profile(
+                args.profile, reports_dir=reports_dir, renderer=args.renderer, notebooks=args.notebooks, reuse_artifacts=args.reuse_artifacts
+            )
         except reports.RunLockedError as exc:
             print(f"kit run: {exc}", file=sys.stderr)
             return 75

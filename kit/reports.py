@@ -274,7 +274,9 @@ def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None)
     return out
 
 
-def run_profile(profile_name, reports_dir=REPORTS_DIR, renderer: str = "auto", notebooks=None, kernel_name: str | None = None) -> Path:
+def run_profile(
+    profile_name, reports_dir=REPORTS_DIR, renderer: str = "auto", notebooks=None, kernel_name: str | None = None, reuse_artifacts=None
+) -> Path:
     """Execute a profile's notebooks into a new run folder, render each, and update the index.
 
     Steps: take the reports lock; create ``runs/<run_id>/``; write ``params.yaml`` and ``run.json``
@@ -282,6 +284,11 @@ def run_profile(profile_name, reports_dir=REPORTS_DIR, renderer: str = "auto", n
     :func:`notebook_parameters`, save the executed ``.ipynb`` and render its HTML; record timings and
     the final status in ``run.json``; rebuild ``index.html``. A failing notebook is still rendered
     (its HTML shows the error), the run is marked ``failed``, and the error is re-raised.
+
+    ``reuse_artifacts`` (an earlier run's folder, or its run id under ``reports_dir/runs``) copies
+    that run's ``artifacts/`` and ``metrics.json`` into the new run first, so later notebooks (e.g.
+    ``--notebooks 30_backtest``) can be re-run on its trained positions without retraining; the
+    source run id and its git commit are recorded in ``run.json`` as ``reused_artifacts_from``.
 
     Returns
     -------
@@ -296,6 +303,13 @@ def run_profile(profile_name, reports_dir=REPORTS_DIR, renderer: str = "auto", n
     profile = load_profile(profile_name)
     names = notebooks or profile["notebooks"]
     reports_dir = Path(reports_dir)
+    source = None
+    if reuse_artifacts:
+        source = Path(reuse_artifacts)
+        if not source.is_dir():
+            source = reports_dir / "runs" / str(reuse_artifacts)
+        if not (source / "run.json").exists():
+            raise ProfileError(f"reuse_artifacts={reuse_artifacts!r}: no run folder with a run.json at {source}")
     with run_lock(reports_dir):
         sha, dirty = git_commit()
         run_dir = create_run_dir(reports_dir, new_run_id(sha=sha))
@@ -321,6 +335,12 @@ def run_profile(profile_name, reports_dir=REPORTS_DIR, renderer: str = "auto", n
                 info.setdefault("versions", {})[mod] = __import__(mod).__version__
             except Exception:  # pragma: no cover - version lookup is best effort
                 info.setdefault("versions", {})[mod] = "unavailable"
+        if source is not None:
+            src_info = json.loads((source / "run.json").read_text())
+            shutil.copytree(source / "artifacts", run_dir / "artifacts", dirs_exist_ok=True)
+            if (source / "metrics.json").exists():
+                shutil.copy2(source / "metrics.json", run_dir / "metrics.json")
+            info["reused_artifacts_from"] = {"run_id": source.name, "git_commit": src_info.get("git_commit"), "profile": src_info.get("profile")}
         atomic_write_text(run_dir / "params.yaml", yaml.safe_dump({k: v for k, v in profile.items() if k != "path"}, sort_keys=False))
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2))
         error = None

@@ -41,6 +41,10 @@ __all__ = [
     "make_position_model",
     "walk_forward",
     "walk_forward_dmn",
+    "walk_forward_ldtm",
+    "walk_forward_model",
+    "ldtm_positions",
+    "predict_forecasts",
     "explain_transformer",
     "set_seed",
 ]
@@ -456,6 +460,9 @@ class WalkForwardResult:
     history: pd.DataFrame = None
     last_model: torch.nn.Module = None
     features: np.ndarray = None
+    forecasts: dict = None
+    """Forecasters only (LDTM): ``{horizon: (T_test, N) DataFrame}`` of out-of-sample forecast
+    returns ``close_{t+h} / close_t - 1`` made at each decision date t; ``None`` for position models."""
 
 
 def walk_forward(
@@ -603,6 +610,274 @@ def walk_forward(
 def walk_forward_dmn(close: pd.DataFrame, **kwargs) -> WalkForwardResult:
     """:func:`walk_forward` with ``model="dmn_lstm"`` (the Deep Momentum LSTM)."""
     return walk_forward(close, model="dmn_lstm", **kwargs)
+
+
+def predict_forecasts(model: torch.nn.Module, features: np.ndarray, start: int, end: int, lookback: int, batch: int = 4096) -> np.ndarray:
+    """Forecasts of one forecaster for decision dates ``[start, end)`` of one symbol.
+
+    Parameters
+    ----------
+    model : a forecaster ``(B, L, F) -> (B, H)`` (e.g. :class:`kit.models.LDTMForecaster`).
+    features : ``(T, F)`` float array of that symbol's features (NaN where unknown).
+    start, end : positions on the date axis; lookback : window length L.
+
+    Returns
+    -------
+    ``(end - start, H)`` float64; NaN where the window is incomplete or holds a non-finite value
+    (never a forecast from zero-filled inputs).
+    """
+    T, F = features.shape
+    pad = max(0, lookback - 1 - start)
+    block = features[max(0, start - lookback + 1) : end].astype(np.float32)
+    if pad:
+        block = np.concatenate([np.full((pad, F), np.nan, np.float32), block])
+    win = np.lib.stride_tricks.sliding_window_view(block, lookback, axis=0).transpose(0, 2, 1)  # (D, L, F)
+    ok = np.isfinite(win).all(axis=(1, 2))
+    H = len(model.config.horizons)
+    out = np.full((end - start, H), np.nan)
+    if ok.any():
+        x = torch.from_numpy(np.ascontiguousarray(win[ok]))
+        model.eval()
+        dev = next(model.parameters()).device
+        with torch.no_grad():
+            pred = torch.cat([model(x[i : i + batch].to(dev)).float().cpu() for i in range(0, len(x), batch)])
+        out[ok] = pred.numpy().astype(np.float64)
+    return out
+
+
+def ldtm_positions(forecast: np.ndarray, daily_vol: np.ndarray, scale: float) -> np.ndarray:
+    """Positions in [-1, 1] from one-day return forecasts: ``tanh(scale * forecast / daily_vol)``.
+
+    ``forecast / daily_vol`` is the forecast in units of the asset's ex-ante daily volatility (a
+    z-score); ``scale`` maps a typical z-score to a moderate position. :func:`walk_forward_ldtm`
+    sets ``scale = 1 / std(z)`` over the fold's validation forecasts (pooled over symbols), so
+    nothing from the test block enters. NaN where the forecast or volatility is unknown or the
+    volatility is not positive. Shapes: any, broadcast; float64.
+
+    Raises
+    ------
+    ValueError
+        ``scale`` not finite and positive.
+    """
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be finite and > 0, got {scale}")
+    f = np.asarray(forecast, dtype="float64")
+    v = np.asarray(daily_vol, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(np.isfinite(v) & (v > 0), f / v, np.nan)
+    return np.tanh(scale * z)
+
+
+def walk_forward_ldtm(
+    frames: dict,
+    *,
+    test_start,
+    test_end=None,
+    test_size: int = 252,
+    val_fraction: float = 0.1,
+    lookback: int = 30,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    dropout: float = 0.2,
+    horizons=(1, 5, 21),
+    train: TrainConfig | None = None,
+    path: str = "auto",
+    sample_stride: int = 1,
+    min_train_samples: int = 100,
+    train_start=None,
+    checkpoint_dir=None,
+    data_sha256: str = "",
+    progress: bool = True,
+) -> WalkForwardResult:
+    """Per-ticker multi-horizon LSTMs (LDTM, seed 003) trained walk-forward, one model per symbol
+    and fold, all K symbols of a fold from one :func:`kit.batched.train_universe` call.
+
+    Inputs are the 11 ``ldtm`` features (:func:`kit.features.feature_set`), windows of ``lookback``
+    days min-max scaled per window inside the model; targets are forward simple returns over
+    ``horizons`` (:func:`kit.features.forward_returns`), trained with the multi-horizon MSE. Splits
+    come from :func:`walk_forward_splits` with ``horizon = max(horizons)`` (a 21-day embargo before
+    validation and test blocks); each fold's leakage count must be 0. A symbol is trained in a fold
+    when it has at least ``min_train_samples`` complete training windows and 2 validation windows;
+    otherwise it has no position in that fold's test block (NaN = not live).
+
+    Positions for the backtest: :func:`ldtm_positions` on the one-day forecast, scaled by the
+    ex-ante daily volatility, with its scale fitted on the fold's validation forecasts only.
+
+    Parameters
+    ----------
+    frames : dict of aligned ``(T, N)`` DataFrames ``open, high, low, close, volume``
+        (:func:`kit.data.wide_fields`), adjusted prices.
+    sample_stride : keep every k-th training window (most recent first); consecutive windows
+        overlap by ``lookback - 1`` days, so a stride > 1 trades little information for speed.
+    path : :func:`kit.batched.train_universe` path (``auto``, ``batched`` or ``loop``).
+    Others as :func:`walk_forward`.
+
+    Returns
+    -------
+    :class:`WalkForwardResult` with ``positions`` ``(T_test, N)``, ``forecasts`` ``{h: (T_test,
+    N)}``, one ``folds`` row per fold (symbols trained, samples, mean validation MSE, seconds) and
+    the mean validation curve per fold in ``history``. Checkpoints (one file per fold holding every
+    symbol's state dict, its symbol list, config, feature names, data sha256 and training period)
+    go to ``checkpoint_dir`` when given.
+
+    Raises
+    ------
+    LeakageError
+        A fold has a non-zero leakage count.
+    ValueError
+        A missing field, bad ``sample_stride``/``min_train_samples``, or no symbol with enough data
+        in some fold.
+    """
+    from .batched import train_universe
+    from .features import daily_returns, ex_ante_vol, forward_returns, make_samples
+    from .models import LDTMConfig
+
+    train = train or TrainConfig()
+    if int(sample_stride) != sample_stride or sample_stride < 1:
+        raise ValueError(f"sample_stride must be an integer >= 1, got {sample_stride!r}")
+    if min_train_samples < 2:
+        raise ValueError(f"min_train_samples must be >= 2, got {min_train_samples!r}")
+    horizons = tuple(int(h) for h in horizons)
+    close = frames["close"] if "close" in frames else None
+    fa = feature_set("ldtm", frames)
+    X, names = fa.values, fa.names
+    fwd = forward_returns(close, horizons).values
+    vol = ex_ante_vol(daily_returns(close))
+    daily_vol = vol.to_numpy(dtype="float64") / np.sqrt(252.0)
+    dates, symbols = close.index, close.columns
+    cfg = LDTMConfig(n_features=len(names), hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, horizons=horizons)
+    splits = walk_forward_splits(dates, test_start, test_size, test_end, val_fraction, horizon=max(horizons), train_start=train_start)
+    valid = np.isfinite(X).all(axis=-1) & np.isfinite(fwd).all(axis=-1)
+    logs, pos_blocks, curves = [], [], []
+    fc_blocks = {h: [] for h in horizons}
+    iterator = splits
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(splits, desc="walk-forward folds (ldtm)")
+    for split in iterator:
+        t_start = time.perf_counter()
+        leak = count_leakage(split, valid)
+        if leak:
+            raise LeakageError(f"fold {split.fold}: {leak} leakage rows")
+        datasets, trained = [], []
+        for j in range(len(symbols)):
+            Xt, yt, _ = make_samples(X[:, j : j + 1], fwd[:, j : j + 1], lookback, *split.train)
+            Xv, yv, _ = make_samples(X[:, j : j + 1], fwd[:, j : j + 1], lookback, *split.val)
+            if sample_stride > 1:
+                Xt, yt = Xt[::-1][::sample_stride][::-1], yt[::-1][::sample_stride][::-1]
+            if len(Xt) >= min_train_samples and len(Xv) >= 2:
+                datasets.append((Xt, yt, Xv, yv))
+                trained.append(j)
+        if not datasets:
+            raise ValueError(f"fold {split.fold}: no symbol has {min_train_samples} training windows of {lookback} days")
+        seeds = [train.seed + 1000 * split.fold + j for j in trained]
+        fit = train_universe(datasets, cfg, train, path, seeds=seeds)
+        t0, t1 = split.test
+        v0, v1 = split.val
+        test_fc = np.full((t1 - t0, len(symbols), len(horizons)), np.nan)
+        z_val = []
+        for model, j in zip(fit.models, trained, strict=True):
+            test_fc[:, j] = predict_forecasts(model, X[:, j], t0, t1, lookback)
+            fv = predict_forecasts(model, X[:, j], v0, v1, lookback)[:, 0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z_val.append(fv / daily_vol[v0:v1, j])
+        z = np.concatenate(z_val)
+        z = z[np.isfinite(z)]
+        sd = float(np.std(z)) if len(z) > 1 else 0.0
+        scale = 1.0 / sd if sd > 0 else 1.0
+        pos = ldtm_positions(test_fc[:, :, 0], daily_vol[t0:t1], scale)
+        test_dates = dates[t0:t1]
+        pos_blocks.append(pd.DataFrame(pos, index=test_dates, columns=symbols))
+        for i, h in enumerate(horizons):
+            fc_blocks[h].append(pd.DataFrame(test_fc[:, :, i], index=test_dates, columns=symbols))
+        info = split.describe(dates)
+        info.update(
+            model="ldtm",
+            leakage_rows=leak,
+            symbols_trained=len(trained),
+            train_samples=int(sum(len(d[0]) for d in datasets)),
+            val_samples=int(sum(len(d[2]) for d in datasets)),
+            best_epoch=float(np.mean([r.best_epoch for r in fit.results])),
+            epochs_run=float(np.mean([r.epochs_run for r in fit.results])),
+            val_mse=float(np.mean([r.best_val_loss for r in fit.results])),
+            position_scale=scale,
+            path=fit.path,
+            seconds=round(time.perf_counter() - t_start, 2),
+        )
+        if checkpoint_dir is not None:
+            ckpt = Path(checkpoint_dir) / f"ldtm_fold{split.fold:02d}.pt"
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            payload = {
+                "config": cfg.to_dict(),
+                "symbols": [str(symbols[j]) for j in trained],
+                "state_dicts": [m.state_dict() for m in fit.models],
+                "feature_names": list(names),
+                "data_sha256": data_sha256,
+                "train_period": [info["train_start"], info["val_end"]],
+                "torch_version": torch.__version__,
+                "fold": split.fold,
+                "seeds": seeds,
+                "position_scale": scale,
+                "train_config": asdict(train),
+            }
+            with atomic_path(ckpt) as tmp:
+                torch.save(payload, tmp)
+            info["checkpoint"] = str(ckpt)
+        logs.append(info)
+        hist = pd.DataFrame([{**h} for r in fit.results for h in r.history])
+        if len(hist):
+            for _, row in hist.groupby("epoch").mean(numeric_only=True).reset_index().iterrows():
+                curves.append({"fold": split.fold, "model": "ldtm", "epoch": int(row["epoch"]), "train_loss": row["train_loss"], "val_loss": row["val_loss"]})
+    positions = pd.concat(pos_blocks)
+    config = {
+        "model": "ldtm",
+        "test_start": str(test_start),
+        "test_end": str(test_end) if test_end is not None else None,
+        "test_size": test_size,
+        "val_fraction": val_fraction,
+        "lookback": lookback,
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "dropout": dropout,
+        "horizons": list(horizons),
+        "sample_stride": sample_stride,
+        "min_train_samples": min_train_samples,
+        "path": path,
+        "train": asdict(train),
+    }
+    forecasts = {h: pd.concat(b) for h, b in fc_blocks.items()}
+    return WalkForwardResult(positions, pd.DataFrame(logs), list(names), vol, config, pd.DataFrame(curves), None, X, forecasts)
+
+
+_COMMON_WF_KEYS = ("test_start", "test_end", "test_size", "val_fraction", "train", "train_start", "checkpoint_dir", "data_sha256", "progress")
+
+
+def walk_forward_model(frames: dict, model: str, *, ldtm: dict | None = None, **kwargs) -> WalkForwardResult:
+    """Walk-forward training of any model of the kit by name, for notebooks.
+
+    ``model="ldtm"`` runs :func:`walk_forward_ldtm` on ``frames`` with the keys of ``kwargs`` it
+    shares with :func:`walk_forward` (test dates and size, validation fraction, ``train``,
+    checkpoints, data sha256, progress) plus ``ldtm`` (its own settings, e.g. ``hidden_size``,
+    ``lookback``, ``sample_stride``); every other name runs :func:`walk_forward` on
+    ``frames["close"]`` with ``kwargs``.
+
+    Parameters
+    ----------
+    frames : dict of aligned ``(T, N)`` DataFrames by field (:func:`kit.data.wide_fields`); the
+        position models need only ``close``.
+
+    Raises
+    ------
+    ValueError
+        Unknown model name, or a missing field.
+    """
+    if model == "ldtm":
+        common = {k: v for k, v in kwargs.items() if k in _COMMON_WF_KEYS}
+        return walk_forward_ldtm(frames, **common, **(ldtm or {}))
+    if "close" not in frames:
+        raise ValueError(f"frames needs a 'close' field for model {model!r}; got {sorted(frames)}")
+    return walk_forward(frames["close"], model=model, **kwargs)
 
 
 @torch.no_grad()

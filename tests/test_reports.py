@@ -109,3 +109,10 @@ def test_run_profile_end_to_end_explore_only(tmp_path):
     assert (run / "10_explore.html").exists() and (run / "params.yaml").exists()
     assert reports.load_metrics(run)["explore"]["n_symbols"] == 6
     assert run.name in (tmp_path / "index.html").read_text()
+    # a later run reuses the first run's artifacts and metrics, and records where they came from
+    (run / "artifacts" / "positions_dmn_lstm.parquet").write_bytes(b"stand-in")
+    again = reports.run_profile("smoke", reports_dir=tmp_path, renderer="nbconvert", notebooks=["10_explore"], reuse_artifacts=run.name)
+    assert again != run and (again / "artifacts" / "positions_dmn_lstm.parquet").read_bytes() == b"stand-in"
+    assert json.loads((again / "run.json").read_text())["reused_artifacts_from"]["run_id"] == run.name
+    with pytest.raises(reports.ProfileError, match="reuse_artifacts"):
+        reports.run_profile("smoke", reports_dir=tmp_path, notebooks=["10_explore"], reuse_artifacts="no-such-run")

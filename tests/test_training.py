@@ -123,3 +123,51 @@ def test_walk_forward_dmn_is_deterministic_and_out_of_sample_only():
     pd.testing.assert_frame_equal(a.positions, b.positions)
     assert a.positions.index[0] == dates[700] and a.positions.index[-1] == dates[-1]
     assert (a.folds["leakage_rows"] == 0).all() and len(a.folds) == 2
+
+
+def _ldtm_frames(days=700, symbols=("A", "B", "C"), seed=5):
+    from kit import data
+    from tests.conftest import make_ohlcv
+
+    prices = data.adjust_prices(make_ohlcv(symbols, days=days, seed=seed))
+    return data.wide_fields(prices)
+
+
+def test_walk_forward_ldtm_out_of_sample_no_leakage_and_no_look_ahead(tmp_path):
+    frames = _ldtm_frames()
+    dates = frames["close"].index
+    kw = dict(test_start=dates[500], test_size=100, hidden_size=8, lookback=10, min_train_samples=50,
+              train=training.TrainConfig(epochs=2, batch_size=64, seed=1), progress=False)
+    full = training.walk_forward_ldtm(frames, checkpoint_dir=tmp_path, **kw)
+    assert full.positions.index[0] == dates[500] and full.positions.index[-1] == dates[-1]
+    assert (full.folds["leakage_rows"] == 0).all() and len(full.folds) == 2
+    assert full.folds["symbols_trained"].tolist() == [3, 3]
+    assert np.nanmax(np.abs(full.positions.to_numpy())) <= 1.0
+    assert set(full.forecasts) == {1, 5, 21} and full.forecasts[21].shape == full.positions.shape
+    # the 21-day embargo: the last training target ends before the validation block, whose last
+    # target ends before the test block
+    for s in training.walk_forward_splits(dates, dates[500], 100, None, 0.1, horizon=21):
+        assert s.train[1] + 21 <= s.val[0] and s.val[1] + 21 <= s.test[0]
+    ckpt = torch.load(full.folds["checkpoint"].iloc[0], weights_only=False)
+    assert ckpt["symbols"] == ["A", "B", "C"] and ckpt["config"]["model"] == "ldtm" and len(ckpt["state_dicts"]) == 3
+    # No look-ahead: prices after a date change nothing before it (same seeds, same models).
+    cut = dates[650]
+    shocked = {f: v.copy() for f, v in frames.items()}
+    for f in ("open", "high", "low", "close"):
+        shocked[f].loc[shocked[f].index > cut] *= 1.5
+    other = training.walk_forward_ldtm(shocked, **kw)
+    pd.testing.assert_frame_equal(full.positions.loc[:cut], other.positions.loc[:cut])
+    assert not np.allclose(full.positions.loc[cut:].iloc[1:].fillna(0), other.positions.loc[cut:].iloc[1:].fillna(0))
+
+
+def test_ldtm_positions_scale_and_errors():
+    pos = training.ldtm_positions(np.array([0.01, -0.02, np.nan, 0.01]), np.array([0.01, 0.01, 0.01, 0.0]), 1.0)
+    np.testing.assert_allclose(pos[:2], np.tanh([1.0, -2.0]))
+    assert np.isnan(pos[2]) and np.isnan(pos[3])
+    with pytest.raises(ValueError, match="scale"):
+        training.ldtm_positions(np.zeros(2), np.ones(2), 0.0)
+
+
+def test_walk_forward_ldtm_rejects_bad_stride():
+    with pytest.raises(ValueError, match="sample_stride"):
+        training.walk_forward_ldtm(_ldtm_frames(days=300), test_start="2020-06-01", sample_stride=0)
