@@ -293,3 +293,11 @@ def test_cost_sweep_columns_match_simulate_and_decay_with_costs():
         np.testing.assert_allclose(sweep[c].to_numpy(), backtest.reference_returns(close, w, c).to_numpy(), atol=1e-12, rtol=0)
     final = (1 + sweep).prod()
     assert (np.diff(final.to_numpy()) < 0).all()
+
+
+def test_returns_from_fills_equal_vectorbt_returns():
+    close, w = _regime_book(seed=5, T=150, N=6)
+    close.iloc[:20, 2] = np.nan  # a late listing
+    w.iloc[:20, 2] = 0.0
+    res = backtest.simulate(close, w, cost_bps=7, slippage_bps=3)
+    np.testing.assert_allclose(res.returns.to_numpy(), res.portfolio.returns().to_numpy(), atol=1e-12, rtol=0)
