@@ -69,6 +69,7 @@ DEFAULT_STRESS_WINDOWS: dict[str, tuple[str, str]] = {
 }
 PORTFOLIO = "PORTFOLIO"  # the symbol of portfolio-level rows in a violations table
 _TOL = 1e-9
+_NOISE = 1e-12  # relative excess over a limit that the pre-trade check treats as rounding, not a breach
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1190,6 +1191,8 @@ def pre_trade_check(
     4. ``min_price``: a name priced below ``limits.min_price`` gets weight 0.
     5. ``short_not_allowed`` (``allow_short=False``): a negative target gets weight 0.
     6. ``max_position``: clipped to ``+-max_position``.
+       (Steps 6-8 ignore excesses below 1e-12 of the limit, float rounding such as
+       ``6 * 0.01 = 0.060000000000000005``.)
     7. ``max_gross`` and ``max_leverage`` (each reported when exceeded): the tradable names are scaled
        by one factor so the gross equals ``min(max_gross, max_leverage)``.
     8. ``max_net``: the tradable names on the side in excess are scaled down so ``|net| = max_net``.
@@ -1272,11 +1275,11 @@ def pre_trade_check(
             for i in np.flatnonzero(free & (w < 0)):
                 rec(symbols[i], "short_not_allowed", w[i], 0.0, "zeroed" + stage)
                 w[i] = 0.0
-        for i in np.flatnonzero(free & (np.abs(w) > limits.max_position)):
+        for i in np.flatnonzero(free & (np.abs(w) > limits.max_position * (1 + _NOISE))):
             rec(symbols[i], "max_position", w[i], limits.max_position, f"clipped to {np.sign(w[i]) * limits.max_position:+.6g}" + stage)
             w[i] = np.sign(w[i]) * limits.max_position
         g = float(np.abs(w).sum())
-        if g > limits.gross_cap:
+        if g > limits.gross_cap * (1 + _NOISE):
             f = float(_gross_factor(w, limits.gross_cap, free)[0])
             action = f"scaled tradable weights by {f:.6g}" + stage
             if g > limits.max_gross:
@@ -1285,7 +1288,7 @@ def pre_trade_check(
                 rec(PORTFOLIO, "max_leverage", g, limits.max_leverage, action)
             w = np.where(free, w * f, w)
         net = float(w.sum())
-        if abs(net) > limits.max_net:
+        if abs(net) > limits.max_net * (1 + _NOISE):
             fl, fs = _net_factors(w, limits.max_net, free)
             side, f = ("longs", float(fl[0])) if net > 0 else ("shorts", float(fs[0]))
             rec(PORTFOLIO, "max_net", net, limits.max_net, f"scaled tradable {side} by {f:.6g}" + stage)

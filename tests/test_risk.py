@@ -560,9 +560,12 @@ def test_pre_trade_check_records_every_violation():
     assert res.within_limits and not res.ok and res.frozen == ["C", "F"]
     assert res.trades["A"] == pytest.approx(0.02) and res.trades["G"] == pytest.approx(-0.01)
     assert res.shares["A"] == pytest.approx(0.02 * 100_000 / 10) and np.isnan(res.shares["C"])
-    # a clean order passes untouched
+    # a clean order passes untouched, including a gross that equals the cap up to rounding
     ok = risk.pre_trade_check({"A": 0.01, "E": -0.01}, prices, lim)
     assert ok.ok and ok.within_limits and ok.violations.empty
+    six = {f"S{i}": 0.01 for i in range(6)}  # sums to 0.060000000000000005
+    ok = risk.pre_trade_check(six, dict.fromkeys(six, 10.0), Limits(max_position=0.01, max_gross=0.06))
+    assert ok.ok and (ok.accepted == 0.01).all()
 
 
 def test_pre_trade_check_gross_net_leverage_and_turnover():
