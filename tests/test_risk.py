@@ -40,6 +40,15 @@ def test_historical_matches_empyrical():
         assert risk.conditional_value_at_risk(r, c) == pytest.approx(-ep.conditional_value_at_risk(r, cutoff=1 - c), rel=1e-12)
 
 
+def test_historical_agrees_with_kit_metrics():
+    from kit import metrics
+
+    r = pd.Series(np.random.default_rng(12).normal(0, 0.01, 300))
+    for c in (0.9, 0.95, 0.99):
+        assert risk.value_at_risk(r, c) == pytest.approx(metrics.value_at_risk(r, c), rel=1e-12)
+        assert risk.conditional_value_at_risk(r, c) == pytest.approx(metrics.conditional_value_at_risk(r, c), rel=1e-12)
+
+
 def test_gaussian_hand_values():
     r = np.array([0.01, -0.02, 0.03, 0.0, -0.01, 0.02])
     mu, sigma = r.mean(), r.std(ddof=1)
