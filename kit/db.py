@@ -70,7 +70,7 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB_PATH = REPO_ROOT / "data" / "state" / "kit.db"
 SQLITE_BUSY_TIMEOUT_S = 60.0
-_LOCK_KEYS = {"schema": 731_001, "registry": 731_002, "ledger": 731_003}
+_LOCK_KEYS = {"schema": 731_001, "registry": 731_002, "ledger": 731_003, "paper": 731_004}
 
 
 class SchemaVersionError(RuntimeError):
@@ -267,8 +267,16 @@ def _migration_1(conn: Connection) -> None:
     md.create_all(conn, tables=[t for name, t in tables.items() if name != "schema_version"])
 
 
+def _migration_2(conn: Connection) -> None:
+    from .paper import define_tables
+
+    md = sa.MetaData()
+    md.create_all(conn, tables=list(define_tables(md).values()))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "registry (models, architecture versions, folds, gate, history) and ledger (snapshots, forecasts, head)", _migration_1),
+    (2, "paper trading: simulated broker (accounts, positions, orders, fills) and the daily loop (runs, targets, checks, order journal)", _migration_2),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -358,7 +366,7 @@ def dispose_engines() -> None:
 def write_tx(engine: Engine, lock: str) -> Iterator[Connection]:
     """A serialised write transaction: commit on normal exit, roll back on any exception.
 
-    ``lock`` names the writers to serialise with (``"schema"``, ``"registry"`` or ``"ledger"``):
+    ``lock`` names the writers to serialise with (``"schema"``, ``"registry"``, ``"ledger"`` or ``"paper"``):
     on PostgreSQL a transaction-scoped advisory lock per name; on SQLite the database-wide write
     lock of ``BEGIN IMMEDIATE`` (so every writer is serialised with every other).
 

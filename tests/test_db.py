@@ -33,15 +33,15 @@ def test_default_url_is_a_sqlite_file_under_data_unless_overridden(monkeypatch):
 
 def test_schema_is_created_at_the_latest_version(url):
     engine = kdb.get_engine(url)
-    assert kdb.schema_version(url) == kdb.LATEST_VERSION == 1
+    assert kdb.schema_version(url) == kdb.LATEST_VERSION == len(kdb.MIGRATIONS) >= 2
     assert EXPECTED_TABLES <= set(sa.inspect(engine).get_table_names())
     with engine.connect() as conn:
         rows = conn.execute(sa.select(kdb.schema_version_table)).all()
-    assert [r.version for r in rows] == [1]
+    assert [r.version for r in rows] == list(range(1, kdb.LATEST_VERSION + 1))
     # ensuring again changes nothing
-    assert kdb.ensure_schema(engine) == 1
+    assert kdb.ensure_schema(engine) == kdb.LATEST_VERSION
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(kdb.schema_version_table)).scalar() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(kdb.schema_version_table)).scalar() == kdb.LATEST_VERSION
 
 
 def test_a_database_from_a_newer_kit_is_refused(url):
@@ -62,9 +62,9 @@ def test_migrations_upgrade_an_existing_database_and_keep_its_rows(url, monkeypa
     def add_note(conn):
         conn.execute(sa.text("ALTER TABLE arch_versions ADD COLUMN note VARCHAR(20)"))
 
-    monkeypatch.setattr(kdb, "MIGRATIONS", [*kdb.MIGRATIONS, (2, "arch_versions.note", add_note)])
+    monkeypatch.setattr(kdb, "MIGRATIONS", [*kdb.MIGRATIONS, (kdb.LATEST_VERSION + 1, "arch_versions.note", add_note)])
     engine = kdb.get_engine(url)
-    assert kdb.schema_version(url) == 2
+    assert kdb.schema_version(url) == kdb.LATEST_VERSION + 1
     assert "note" in {c["name"] for c in sa.inspect(engine).get_columns("arch_versions")}
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT scope, major FROM arch_versions")).all() == [("AAA", 1)]
@@ -78,19 +78,19 @@ def test_a_failing_migration_leaves_the_previous_version_intact(url, monkeypatch
         conn.execute(sa.text("ALTER TABLE arch_versions ADD COLUMN half VARCHAR(5)"))
         raise RuntimeError("migration failed half-way")
 
-    monkeypatch.setattr(kdb, "MIGRATIONS", [*kdb.MIGRATIONS, (2, "broken", broken)])
+    monkeypatch.setattr(kdb, "MIGRATIONS", [*kdb.MIGRATIONS, (kdb.LATEST_VERSION + 1, "broken", broken)])
     with pytest.raises(RuntimeError, match="half-way"):
         kdb.get_engine(url)
     monkeypatch.undo()
     kdb.dispose_engines()
     engine = kdb.get_engine(url)
-    assert kdb.schema_version(url) == 1
+    assert kdb.schema_version(url) == kdb.LATEST_VERSION
     assert "half" not in {c["name"] for c in sa.inspect(engine).get_columns("arch_versions")}
 
 
 def test_migrations_must_be_numbered_without_gaps(url, monkeypatch):
     engine = kdb.get_engine(url, ensure=False)
-    monkeypatch.setattr(kdb, "MIGRATIONS", [kdb.MIGRATIONS[0], (3, "gap", lambda conn: None)])
+    monkeypatch.setattr(kdb, "MIGRATIONS", [*kdb.MIGRATIONS, (kdb.LATEST_VERSION + 2, "gap", lambda conn: None)])
     with pytest.raises(kdb.SchemaVersionError, match="without gaps"):
         kdb.ensure_schema(engine)
 
@@ -137,8 +137,8 @@ def test_two_processes_creating_the_schema_at_once_both_succeed(url, tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
-        assert '"version": 1' in out
+        assert f'"version": {kdb.LATEST_VERSION}' in out
     engine = kdb.get_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(kdb.schema_version_table)).scalar() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(kdb.schema_version_table)).scalar() == kdb.LATEST_VERSION
     wait_for(tmp_path / "go")
