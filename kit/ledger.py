@@ -74,6 +74,7 @@ __all__ = [
     "UnknownModelError",
     "TamperedLedgerError",
     "snapshot",
+    "predictions_frame",
     "fillback",
     "FillbackResult",
     "outcomes",
@@ -276,6 +277,44 @@ def _prepare(predictions: pd.DataFrame, close: pd.DataFrame, horizons) -> pd.Dat
     return p
 
 
+def predictions_frame(positions: pd.DataFrame | None = None, forecasts: dict | None = None, *, last: int | None = None) -> pd.DataFrame:
+    """Tidy predictions for :func:`snapshot` from wide ``(T, N)`` frames.
+
+    Parameters
+    ----------
+    positions : (T, N) DataFrame of positions in [-1, 1] (index: run dates; columns: symbols).
+    forecasts : mapping horizon -> (T, N) DataFrame of forecast simple returns (same labels).
+    last : keep only the last ``last`` dates.
+
+    Returns
+    -------
+    DataFrame ``symbol, run_date, [position,] [forecast_{h} ...]``, one row per (date, symbol)
+    where every given value is known: a date on which the model had no prediction for a symbol
+    (NaN, e.g. before its features warm up) is not a prediction and is left out.
+
+    Raises
+    ------
+    ValueError
+        Neither input given, or frames whose labels differ.
+    """
+    frames = {}
+    if positions is not None:
+        frames["position"] = positions
+    for h, f in sorted((forecasts or {}).items()):
+        frames[f"forecast_{int(h)}"] = f
+    if not frames:
+        raise ValueError("give positions and/or forecasts")
+    ref = next(iter(frames.values()))
+    for name, f in frames.items():
+        if not (f.index.equals(ref.index) and f.columns.equals(ref.columns)):
+            raise ValueError(f"{name} has other dates or symbols than {next(iter(frames))}")
+    if last is not None:
+        frames = {k: v.iloc[-int(last):] for k, v in frames.items()}
+    long = pd.concat({k: v.rename_axis(index="run_date", columns="symbol").stack() for k, v in frames.items()}, axis=1)
+    long = long.dropna().reset_index()
+    return long[["symbol", "run_date", *frames]].sort_values(["run_date", "symbol"]).reset_index(drop=True)
+
+
 def _head(conn) -> tuple[int, str]:
     head = conn.execute(sa.select(kdb.ledger_head)).mappings().first()
     last = conn.execute(sa.select(sa.func.max(kdb.ledger_snapshots.c.seq))).scalar()
@@ -289,7 +328,7 @@ def _head(conn) -> tuple[int, str]:
     return int(head["last_seq"]), head["last_hash"]
 
 
-def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, horizons=HORIZONS, db=None) -> pd.DataFrame:
+def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, horizons=HORIZONS, skip_existing: bool = False, db=None) -> pd.DataFrame:
     """Record predictions of one model version, before their outcomes are known.
 
     Parameters
@@ -304,11 +343,15 @@ def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, h
         each ``run_date`` is taken from it.
     model_id : registry id of the model version (:func:`kit.registry.register`).
     horizons : forecast horizons in trading days (default 1, 5, 21); one forecast row each.
+    skip_existing : if True, predictions whose key is already in the ledger are left out of the
+        batch (the recorded ones stay as they are) instead of refusing the call; for re-running a
+        job that records a rolling window of days.
     db : URL, Engine or None (default database).
 
     Returns
     -------
-    DataFrame of the rows written: ``seq, symbol, run_date, close, direction, position, hash``.
+    DataFrame of the rows written: ``seq, symbol, run_date, close, direction, position, hash``
+    (empty when ``skip_existing`` left nothing to write).
 
     Raises
     ------
@@ -342,13 +385,18 @@ def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, h
         existing = conn.execute(sa.select(s.c.symbol, s.c.run_date).where(s.c.model_id == int(model_id), s.c.run_date >= lo, s.c.run_date <= hi)).all()
         if existing:
             have = {(sym, pd.Timestamp(d)) for sym, d in existing}
-            clash = [(sym, d) for sym, d in zip(p["symbol"], p["run_date"], strict=True) if (sym, d) in have]
-            if clash:
+            is_clash = np.array([(sym, d) in have for sym, d in zip(p["symbol"], p["run_date"], strict=True)])
+            clash = list(zip(p["symbol"][is_clash], p["run_date"][is_clash], strict=True))
+            if clash and skip_existing:
+                p = p[~is_clash].reset_index(drop=True)
+            elif clash:
                 raise DuplicateSnapshotError(
                     f"model {model_id}: {len(clash)} prediction(s) already in the ledger, first symbol={clash[0][0]!r} "
                     f"run_date={clash[0][1].date()}; snapshots are never overwritten; nothing written"
                 )
         last_seq, prev = _head(conn)
+        if p.empty:
+            return pd.DataFrame(columns=["seq", "symbol", "run_date", "close", "direction", "position", "hash"])
         now = kdb.utc_now()
         snap_rows, fc_rows = [], []
         for i, r in enumerate(p.itertuples(index=False)):
@@ -585,24 +633,29 @@ def _calendar(o: pd.DataFrame, calendar) -> pd.DatetimeIndex:
     return cal
 
 
-def rolling_accuracy(window: int = 30, *, horizon: int = 1, calendar=None, db=None) -> pd.DataFrame:
-    """Rolling live accuracy per model and symbol, at each run date with a filled outcome.
+def rolling_accuracy(window: int = 30, *, horizon: int = 1, by: str = "symbol", calendar=None, db=None) -> pd.DataFrame:
+    """Rolling live accuracy per model and symbol (or per model), at each run date with a filled
+    outcome.
 
-    At run date t the window holds the filled predictions of that (model, symbol) whose run date is
-    one of the last ``window`` trading days up to t (on ``calendar``; default: the run dates in the
-    ledger). Columns: ``run_date, model_id, label, symbol, n, direction_accuracy`` (correct calls /
-    calls), ``mape`` (mean |pct_error|, NaN without forecasts), ``strategy_return`` (compounded
-    ``prod(1 + position * actual_return) - 1`` over the window).
+    At run date t the window holds the filled predictions whose run date is one of the last
+    ``window`` trading days up to t (on ``calendar``; default: the run dates in the ledger).
+    Columns: ``run_date, model_id, label, [symbol,] n, direction_accuracy`` (correct calls / calls),
+    ``mape`` (mean |pct_error|, NaN without forecasts), ``strategy_return`` (compounded over the
+    window: ``prod(1 + position * actual_return) - 1`` per symbol; per model from the daily
+    equal-weight average over its symbols, as :func:`leaderboard`).
 
     Raises
     ------
     ValueError
-        ``window < 1``, or a run date not on ``calendar``.
+        ``window < 1``, unknown ``by``, or a run date not on ``calendar``.
     """
     if int(window) < 1:
         raise ValueError(f"window must be >= 1, got {window}")
+    if by not in ("symbol", "model"):
+        raise ValueError(f"by must be 'symbol' or 'model', got {by!r}")
     o = outcomes(horizon=horizon, db=db)
-    cols = ["run_date", "model_id", "label", "symbol", "n", "direction_accuracy", "mape", "strategy_return"]
+    keys = ["model_id", "symbol"] if by == "symbol" else ["model_id"]
+    cols = ["run_date", "model_id", "label", *keys[1:], "n", "direction_accuracy", "mape", "strategy_return"]
     if o.empty:
         return pd.DataFrame(columns=cols)
     cal = _calendar(o, calendar)
@@ -611,15 +664,20 @@ def rolling_accuracy(window: int = 30, *, horizon: int = 1, calendar=None, db=No
     parts = pd.DataFrame({
         "pos": o["pos"], "model_id": o["model_id"], "symbol": o["symbol"], "n": 1.0, "calls": called.astype(float),
         "correct": o["direction_correct"].fillna(False).astype(float), "ape": o["pct_error"].abs().fillna(0.0),
-        "ape_n": o["pct_error"].notna().astype(float), "logret": np.log1p(o["strategy_return"].fillna(0.0)),
+        "ape_n": o["pct_error"].notna().astype(float), "ret": o["strategy_return"].fillna(0.0),
     })
+    # one row per (keys, date): counts add up; the day's return is the mean over the symbols
+    daily = parts.groupby([*keys, "pos"]).agg(n=("n", "sum"), calls=("calls", "sum"), correct=("correct", "sum"), ape=("ape", "sum"),
+                                             ape_n=("ape_n", "sum"), ret=("ret", "mean")).reset_index()
+    daily["logret"] = np.log1p(daily["ret"])
     out = []
     full = pd.RangeIndex(len(cal))
-    for (mid, sym), g in parts.groupby(["model_id", "symbol"], sort=True):
+    for key, g in daily.groupby(keys, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
         sums = g.set_index("pos")[["n", "calls", "correct", "ape", "ape_n", "logret"]].reindex(full, fill_value=0.0).rolling(int(window), min_periods=1).sum()
         at = sums.loc[g["pos"].to_numpy()]
         out.append(pd.DataFrame({
-            "run_date": cal[g["pos"].to_numpy()], "model_id": mid, "symbol": sym, "n": at["n"].astype(int).to_numpy(),
+            "run_date": cal[g["pos"].to_numpy()], **dict(zip(keys, key, strict=True)), "n": at["n"].astype(int).to_numpy(),
             "direction_accuracy": (at["correct"] / at["calls"].where(at["calls"] > 0)).to_numpy(),
             "mape": (at["ape"] / at["ape_n"].where(at["ape_n"] > 0)).to_numpy(),
             "strategy_return": np.expm1(at["logret"]).to_numpy(),

@@ -82,6 +82,7 @@ __all__ = [
     "oos_metrics",
     "register",
     "register_walk_forward",
+    "register_and_gate",
     "apply_gate",
     "retire",
     "get_model",
@@ -358,6 +359,8 @@ def _sharpe(r: pd.Series) -> float | None:
 
 def _calls_and_inputs(result, close, forecasts):
     positions = getattr(result, "positions", None)
+    if forecasts is None:
+        forecasts = getattr(result, "forecasts", None)
     forecasts = {int(h): f for h, f in (forecasts or {}).items()}
     if forecasts and 1 not in forecasts:
         raise ValueError(f"forecasts need the 1-day horizon (key 1), got horizons {sorted(forecasts)}")
@@ -386,8 +389,9 @@ def fold_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None) 
     close : (T, N) DataFrame of (adjusted) closes covering the test dates plus the next 21 days.
     forecasts : optional mapping horizon (trading days) -> ``(T_test, N)`` DataFrame of forecast
         simple returns over that horizon (a forecaster such as :class:`kit.models.LDTMForecaster`);
-        horizon 1 is required when given. Its sign is the direction call and, without positions,
-        the traded position.
+        default ``result.forecasts`` when the result has them (:func:`kit.training.walk_forward_ldtm`);
+        horizon 1 is required. Its sign is the direction call and, without positions, the traded
+        position.
 
     Returns
     -------
@@ -686,6 +690,57 @@ def register_walk_forward(
         bundle = Path(tmp) / "ensemble.pt"
         torch.save({"config": config, "members": payloads, "weights": weights}, bundle)
         return register(name, scope, bundle, architecture=config, **kw)
+
+
+def register_and_gate(
+    results: dict,
+    close: pd.DataFrame,
+    scope: str,
+    thresholds: GateThresholds | dict | None = None,
+    *,
+    if_exists: str = "skip",
+    extra: dict | None = None,
+    model_dir=None,
+    db=None,
+) -> pd.DataFrame:
+    """Register every walk-forward result of a training run as a candidate and apply the gate: the
+    one call a training notebook makes.
+
+    Candidates go through the gate in increasing order of out-of-sample Sharpe ratio (undefined
+    first), so that when several pass, the one with the highest ends ``active`` and the others
+    ``retired`` (one active model per scope). A version registered and gated before (same
+    architecture and training data end; ``if_exists="skip"``) is reported with its current status
+    and not gated again; one registered but never gated (a run stopped in between) is gated now.
+
+    Parameters
+    ----------
+    results : mapping model name -> :class:`kit.training.WalkForwardResult` (trained with a
+        ``checkpoint_dir``).
+    close : (T, N) prices the results were trained on.
+    scope : the universe's scope (:func:`universe_scope`).
+    thresholds : :class:`GateThresholds` or a params mapping (defaults of seed 003).
+
+    Returns
+    -------
+    DataFrame, one row per model: ``name, model_id, label, status, gate`` (``passed``, ``failed`` or
+    ``registered before``), ``reasons`` (failed criteria with their values), ``oos_sharpe``.
+    """
+    th = thresholds if isinstance(thresholds, GateThresholds) else GateThresholds.from_dict(thresholds)
+    fresh, rows = [], {}
+    for name, res in results.items():
+        mid = register_walk_forward(res, close, scope, model_name=name, if_exists=if_exists, extra=extra, model_dir=model_dir, db=db)
+        m = get_model(mid, db=db)
+        rows[name] = {"name": name, "model_id": mid, "label": m["label"], "status": m["status"], "gate": "registered before", "reasons": "",
+                      "oos_sharpe": m["oos_sharpe"]}
+        if m["status"] == "candidate" and gate_results(mid, db=db).empty:  # new, or registered by a run that stopped before its gate
+            fresh.append(name)
+    order = sorted(fresh, key=lambda n: (rows[n]["oos_sharpe"] is not None, rows[n]["oos_sharpe"] or 0.0))
+    for name in order:
+        d = apply_gate(rows[name]["model_id"], th, db=db)
+        rows[name].update(gate="passed" if d.passed else "failed", reasons="; ".join(d.reasons))
+    for r in rows.values():
+        r["status"] = get_model(r["model_id"], db=db)["status"]
+    return pd.DataFrame(list(rows.values()), columns=["name", "model_id", "label", "status", "gate", "reasons", "oos_sharpe"])
 
 
 # ------------------------------------------------------------------------------------------------

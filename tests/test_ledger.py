@@ -507,3 +507,40 @@ def test_a_process_killed_in_the_middle_of_a_fillback_batch_fills_nothing_and_th
     pd.testing.assert_frame_equal(res.filled, expected.filled)
     rep = ledger.verify(db=url)
     assert rep.ok and rep.n_filled == 360
+
+
+def test_predictions_frame_and_skip_existing(url, model):
+    close = synthetic_close(10, ("A", "B"))
+    pos = pd.DataFrame(0.5, index=close.index, columns=close.columns)
+    pos.iloc[0, 0] = np.nan  # no prediction for A on the first day
+    f1 = pos * 0.01
+    p = ledger.predictions_frame(pos, {1: f1}, last=3)
+    assert p.columns.tolist() == ["symbol", "run_date", "position", "forecast_1"] and len(p) == 6
+    assert p["run_date"].min() == close.index[-3]
+    assert len(ledger.predictions_frame(pos)) == 19
+    with pytest.raises(ValueError, match="other dates or symbols"):
+        ledger.predictions_frame(pos, {1: f1.iloc[1:]})
+    with pytest.raises(ValueError, match="give positions"):
+        ledger.predictions_frame()
+    first = ledger.snapshot(ledger.predictions_frame(pos, last=5), close, model, db=url)
+    assert len(first) == 10
+    with pytest.raises(ledger.DuplicateSnapshotError):
+        ledger.snapshot(ledger.predictions_frame(pos, last=7), close, model, db=url)
+    before = ledger.snapshots(db=url)
+    added = ledger.snapshot(ledger.predictions_frame(-pos, last=7), close, model, skip_existing=True, db=url)
+    assert len(added) == 4 and added["seq"].tolist() == [11, 12, 13, 14]
+    after = ledger.snapshots(db=url)
+    pd.testing.assert_frame_equal(after.iloc[:10], before)  # recorded predictions untouched
+    assert ledger.snapshot(ledger.predictions_frame(pos, last=7), close, model, skip_existing=True, db=url).empty
+    assert ledger.verify(db=url).ok
+
+
+def test_rolling_accuracy_per_model_pools_symbols(url, model):
+    ledger.snapshot(pd.DataFrame({"symbol": "A", "run_date": [D[0], D[2], D[3]], "position": [1, -1, 1.0]}), LB, model, db=url)
+    ledger.snapshot(pd.DataFrame({"symbol": "B", "run_date": [D[3]], "position": [0.5]}), LB, model, db=url)
+    ledger.fillback(LB, db=url)
+    roll = ledger.rolling_accuracy(2, by="model", calendar=LB.index, db=url)
+    assert roll["run_date"].tolist() == [D[0], D[2], D[3]] and roll["n"].tolist() == [1, 1, 3]
+    assert roll["direction_accuracy"].tolist() == pytest.approx([1.0, 0.0, 1 / 3])
+    lb = ledger.leaderboard(2, by="model", calendar=LB.index, db=url)
+    assert roll["strategy_return"].iloc[-1] == pytest.approx(lb["strategy_return"].iloc[0])

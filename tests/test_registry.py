@@ -382,3 +382,63 @@ def test_a_process_killed_inside_registration_leaves_no_model(url, tmp_path):
     m = registry.get_model(mid, db=url)
     assert m["label"] == "universe4-test_dmn_lstm_v1.2020-05-29"
     assert hashlib.sha256(Path(m["checkpoint_path"]).read_bytes()).hexdigest() == m["checkpoint_sha256"]
+
+
+def _fake_result(close, name, positions, tmp_path):
+    import torch
+
+    from kit.models import BaselineConfig, PerStepBaseline
+    from kit.training import save_checkpoint
+
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / f"{name}.pt", PerStepBaseline(BaselineConfig(8, 4 if name != "linear" else 0)), feature_names=list("abcdefgh"),
+                         data_sha256="", train_period=("2020-01-01", "2020-05-01"))
+    idx = positions.index
+    folds = pd.DataFrame({"fold": [0, 1], "model": name, "test_start": [idx[0].date().isoformat(), idx[50].date().isoformat()],
+                          "test_end": [idx[49].date().isoformat(), idx[-1].date().isoformat()], "val_end": ["2020-05-01", "2020-07-01"],
+                          "leakage_rows": [0, 0], "checkpoint": [str(ck), str(ck)]})
+    return SimpleNamespace(positions=positions, folds=folds, config={"model": name}, feature_names=list("abcdefgh"))
+
+
+def test_register_and_gate_a_training_run(url, tmp_path):
+    rng = np.random.default_rng(2)
+    idx = pd.bdate_range("2020-01-01", periods=200)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (200, 3)), 0)), index=idx, columns=list("ABC"))
+    nxt = np.sign(close.shift(-1) / close - 1).iloc[100:]
+    flip = np.where(rng.random(nxt.shape) < 0.2, -1.0, 1.0)
+    results = {
+        "mlp": _fake_result(close, "mlp", nxt * flip, tmp_path),  # right about 80% of the time
+        "linear": _fake_result(close, "linear", -nxt, tmp_path),  # always wrong
+        "dmn_lstm": _fake_result(close, "dmn_lstm", nxt * 0.5, tmp_path),  # always right
+    }
+    scope = registry.universe_scope(close.columns)
+    table = registry.register_and_gate(results, close, scope, {"min_direction_accuracy": 0.55}, model_dir=tmp_path / "m", db=url).set_index("name")
+    assert table.loc["linear", "gate"] == "failed" and table.loc["linear", "status"] == "candidate"
+    assert table.loc["linear", "reasons"].startswith("direction_accuracy = 0.0000 (needs >= 0.55)")
+    passed = table[table["gate"] == "passed"]
+    assert set(passed.index) == {"mlp", "dmn_lstm"}
+    best = passed["oos_sharpe"].idxmax()
+    assert passed.loc[best, "status"] == "active" and (passed.drop(index=best)["status"] == "retired").all()
+    assert registry.active_model(scope, db=url)["name"] == best
+    again = registry.register_and_gate(results, close, scope, db=url).set_index("name")  # a re-run on the same data
+    assert (again["gate"] == "registered before").all() and again["status"].to_dict() == table["status"].to_dict()
+    assert len(registry.list_models(db=url)) == 3
+
+
+def test_register_an_ldtm_walk_forward_as_a_forecaster(url, tmp_path):
+    from kit import data, training
+    from tests.conftest import make_ohlcv
+
+    frames = data.wide_fields(data.adjust_prices(make_ohlcv(("A", "B"), days=600, seed=5)))
+    close = frames["close"]
+    res = training.walk_forward_ldtm(frames, test_start=close.index[450], test_size=75, hidden_size=4, num_layers=1, lookback=10,
+                                     min_train_samples=50, train=training.TrainConfig(epochs=1, batch_size=64), checkpoint_dir=tmp_path / "ck",
+                                     progress=False)
+    fm = registry.fold_metrics(res, close)  # forecasts come from the result
+    assert fm["mape"].notna().all() and {"mape_1", "mape_5", "mape_21"} <= set(fm.columns)
+    mid = registry.register_walk_forward(res, close, registry.universe_scope(close.columns), model_dir=tmp_path / "m", db=url)
+    m = registry.get_model(mid, db=url)
+    assert m["forecaster"] and m["name"] == "ldtm"
+    ft = registry.fold_table(mid, db=url)
+    np.testing.assert_allclose(ft["mape"], fm["mape"])
+    assert "mape" in set(registry.apply_gate(mid, db=url).checks["criterion"])
