@@ -30,6 +30,14 @@ def main(argv=None) -> int:
     p_render = sub.add_parser("render", help="render an executed notebook to HTML")
     p_render.add_argument("notebook")
     p_render.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"])
+    p_paper = sub.add_parser("paper", help="the daily paper-trading step (or a replay over history)")
+    p_paper.add_argument("--as-of", default=None, help="trading day YYYY-MM-DD (decisions at its close); default: the data's last day")
+    p_paper.add_argument("--profile", default="paper", help="profile with a 'paper' section (default: paper)")
+    p_paper.add_argument("--account", default=None, help="override the account name")
+    p_paper.add_argument("--db", default=None, help="database URL (default: $KIT_DB_URL or data/state/kit.db)")
+    p_paper.add_argument("--replay", nargs=2, metavar=("START", "END"), default=None, help="step day by day through [START, END] instead")
+    p_paper.add_argument("--prepare-model", metavar="UNTIL", default=None, help="train, register and gate a model on data up to UNTIL first")
+    p_paper.add_argument("--reset", action="store_true", help="delete the account's state (orders, fills, positions, runs) and stop")
     p_index = sub.add_parser("index", help="rebuild reports/index.html")
     p_index.add_argument("--reports-dir", default=None)
     args = parser.parse_args(argv)
@@ -51,6 +59,8 @@ def main(argv=None) -> int:
         print(f"run folder: {run_dir}")
         print(f"index:      {reports_dir / 'index.html'}")
         return 0
+    if args.command == "paper":
+        return _paper(args)
     if args.command == "render":
         print(reports.render_notebook(args.notebook, args.renderer))
         return 0
@@ -58,6 +68,49 @@ def main(argv=None) -> int:
         print(reports.build_index(Path(args.reports_dir) if args.reports_dir else reports.REPORTS_DIR))
         return 0
     return 2  # pragma: no cover
+
+
+def _paper(args) -> int:
+    """``python -m kit paper``: exit 0 done (or already done), 75 locked, 2 refused (message on stderr)."""
+    from . import paper, reports
+
+    try:
+        profile = reports.load_profile(args.profile)
+    except reports.ProfileError as exc:
+        print(f"kit paper: {exc}", file=sys.stderr)
+        return 2
+    cfg = dict(profile.get("paper") or {})
+    if args.account:
+        cfg["account"] = args.account
+    try:
+        config = paper.PaperConfig.from_dict(cfg)
+        if args.reset:
+            paper.SimBroker(args.db, config.account).reset()
+            print(f"account {config.account!r}: state deleted")
+            return 0
+        if args.prepare_model:
+            row = paper.prepare_model(config, args.prepare_model, db=args.db)
+            print(f"registered {row['label']}: {row['status']}" + (f" (gate: {'; '.join(row['gate_reasons'])})" if row["gate_reasons"] else ""))
+        if args.replay:
+            r = paper.replay(args.replay[0], args.replay[1], config, db=args.db, progress=True)
+            print(f"replayed {len(r.days)} days with {r.model} ({r.model_status}); equity {r.days['equity'].iloc[-1]:.2f}; "
+                  f"max |paper / backtest - 1| = {r.max_rel_diff:.2e}")
+            return 0
+        if args.prepare_model and not args.as_of:
+            return 0
+        as_of = args.as_of
+        if as_of is None:
+            as_of = paper.load_history(config, "2100-01-01")["date"].max()
+        day = paper.run_day(as_of, config, db=args.db)
+    except paper.PaperLockedError as exc:
+        print(f"kit paper: {exc}", file=sys.stderr)
+        return 75
+    except (paper.PaperError, ValueError) as exc:
+        print(f"kit paper: {exc}", file=sys.stderr)
+        return 2
+    print(f"{day.as_of.date()}: {day.status}; model {day.model}; equity {day.equity:.2f}; cash {day.cash:.2f}; "
+          f"orders {0 if day.orders is None else len(day.orders)}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
