@@ -442,3 +442,21 @@ def test_register_an_ldtm_walk_forward_as_a_forecaster(url, tmp_path):
     ft = registry.fold_table(mid, db=url)
     np.testing.assert_allclose(ft["mape"], fm["mape"])
     assert "mape" in set(registry.apply_gate(mid, db=url).checks["criterion"])
+
+
+def test_register_an_ensemble_bundles_the_members_checkpoints(url, tmp_path):
+    from kit import training
+
+    rng = np.random.default_rng(4)
+    dates = pd.bdate_range("2005-01-03", periods=700)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (700, 2)), 0)), index=dates, columns=list("AB"))
+    res = training.walk_forward(close, model="ensemble", members=("linear", "mlp"), ensemble_method="equal", test_start=dates[550],
+                                test_size=75, seq_len=10, hidden_size=3, train=training.TrainConfig(epochs=1), checkpoint_dir=tmp_path / "ck",
+                                progress=False)
+    mid = registry.register_walk_forward(res, close, "pair", model_dir=tmp_path / "m", db=url)
+    m = registry.get_model(mid, db=url)
+    assert m["name"] == "ensemble" and m["label"].startswith("pair_ensemble_v1.")
+    assert registry.fold_table(mid, db=url)["fold"].tolist() == [0, 1]
+    model, payload = registry.load_model(mid, db=url)
+    assert model is None and [p["config"]["model"] for p in payload["members"]] == ["linear", "mlp"]
+    assert payload["weights"] == {"linear": 0.5, "mlp": 0.5} and payload["config"]["ensemble_method"] == "equal"
