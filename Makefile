@@ -9,7 +9,7 @@ PROFILE ?= report
 export NUMBA_CACHE_DIR := $(CURDIR)/$(VENV)/numba_cache
 export PYTHONHASHSEED := 0
 
-.PHONY: install report test test-unit test-notebooks lint bench clean-venv lab
+.PHONY: install report test test-unit test-notebooks test-postgres lint bench clean-venv lab paper-replay
 
 install: $(STAMP)
 
@@ -34,6 +34,15 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 	$(PY) -m pytest -q --nbmake --nbmake-timeout=1200 notebooks/
+
+## make test-postgres: the registry and ledger tests against a throwaway PostgreSQL server (Debian's
+## postgresql package; installed with apt-get when missing and run as root). CI runs it after make test.
+test-postgres: $(STAMP)
+	bash scripts/postgres_test.sh
+
+## make paper-replay: the paper-trading loop replayed over the last year of the committed data (report under reports/)
+paper-replay: $(STAMP)
+	$(PY) -m kit run --profile paper
 
 lint: $(STAMP)
 	$(PY) -m ruff check kit tests benchmarks

@@ -55,6 +55,7 @@ __all__ = [
     "atr_stop_overlay",
     "rolling_average_correlation",
     "stress_test",
+    "overlay_strategies",
     "OptimisationError",
     "optimise_weights",
     "PreTradeResult",
@@ -926,6 +927,63 @@ def stress_test(
 # ---------------------------------------------------------------------------------------------
 # Portfolio optimisation (skfolio)
 # ---------------------------------------------------------------------------------------------
+
+
+def overlay_strategies(
+    close: pd.DataFrame,
+    high: pd.DataFrame,
+    low: pd.DataFrame,
+    positions: pd.DataFrame,
+    ex_ante_vol: pd.DataFrame,
+    cost_bps: float = 0.0,
+    target_vol: float = 0.15,
+    max_gross: float = 0.95,
+    stop_atr: float = 2.0,
+    take_profit_ratio: float = 1.5,
+    dd_threshold: float = 0.10,
+    dd_floor: float = 0.25,
+) -> dict:
+    """One strategy with and without the risk overlays, all through the same backtest.
+
+    Four variants of ``positions`` (volatility-targeted by :func:`kit.backtest.vol_scaled_weights`,
+    simulated by :func:`kit.backtest.simulate` at ``cost_bps``): ``base``; ``ATR stops``
+    (:func:`atr_stop_overlay` on the positions); ``drawdown control`` (the weights multiplied by
+    :func:`drawdown_control` of the base strategy's returns, ``align="weights"``, feedback on the
+    controlled equity: decided at each close from data up to it); ``stops + drawdown control``.
+    Costs of every change of exposure are paid.
+
+    Parameters
+    ----------
+    close, high, low : (T, N) adjusted prices covering ``positions``' dates and symbols.
+    positions : (T_p, N) positions in [-1, 1].
+    ex_ante_vol : (T, N) annualised ex-ante volatility.
+
+    Returns
+    -------
+    dict name -> :class:`kit.backtest.BacktestResult`, plus ``"exposure_multiplier"`` -> (T_p,)
+    Series of the drawdown control's multiplier (on the base returns).
+
+    Raises
+    ------
+    ValueError
+        As the functions it calls.
+    """
+    from . import backtest
+
+    idx, cols = positions.index, positions.columns
+    px, hi, lo = (f.reindex(index=close.index, columns=cols) for f in (close, high, low))
+    vol = ex_ante_vol.reindex(index=idx, columns=cols)
+    stopped = atr_stop_overlay(positions.reindex(close.index), hi, lo, px, stop_atr=stop_atr, take_profit_ratio=take_profit_ratio).reindex(idx)
+    out = {}
+    for name, pos in (("base", positions), ("ATR stops", stopped)):
+        w = backtest.vol_scaled_weights(pos, vol, target_vol, max_gross)
+        out[name] = backtest.simulate(px.reindex(idx), w, cost_bps, name)
+        m = drawdown_control(out[name].returns, dd_threshold, dd_floor, align="weights")
+        label = "drawdown control" if name == "base" else "stops + drawdown control"
+        out[label] = backtest.simulate(px.reindex(idx), w.mul(m, axis=0), cost_bps, label)
+        if name == "base":
+            out["exposure_multiplier"] = m
+    return {k: out[k] for k in ("base", "ATR stops", "drawdown control", "stops + drawdown control", "exposure_multiplier")}
 
 
 class OptimisationError(RuntimeError):

@@ -634,3 +634,23 @@ def test_pre_trade_check_accepts_only_within_limits(lim, seed, N):
     # no change without a record: if the target was not accepted as is, some row explains it
     if not np.allclose(w, target.to_numpy(), rtol=0, atol=0):
         assert not res.violations.empty
+
+
+def test_overlay_strategies_run_the_same_backtest_with_and_without_overlays():
+    from kit import backtest, features
+
+    rng = np.random.default_rng(11)
+    dates = pd.bdate_range("2015-01-01", periods=400)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.015, (400, 3)), 0)), index=dates, columns=list("ABC"))
+    high, low = close * 1.01, close * 0.99
+    vol = features.ex_ante_vol(features.daily_returns(close))
+    pos = np.sign(close.pct_change(20)).iloc[100:]
+    out = risk.overlay_strategies(close, high, low, pos, vol, cost_bps=5.0)
+    base = backtest.simulate(close.iloc[100:], backtest.vol_scaled_weights(pos, vol.iloc[100:]), 5.0)
+    pd.testing.assert_series_equal(out["base"].returns, base.returns, check_names=False)
+    m = out["exposure_multiplier"]
+    assert m.between(0.25, 1.0).all()
+    np.testing.assert_allclose(out["drawdown control"].weights.to_numpy(), out["base"].weights.mul(m, axis=0).to_numpy())
+    # stops only ever flatten positions: the stopped book's gross never exceeds the base book's
+    assert (out["ATR stops"].weights.abs().sum(axis=1) <= out["base"].weights.abs().sum(axis=1) + 1e-12).all()
+    assert (out["ATR stops"].weights.abs().sum(axis=1) < out["base"].weights.abs().sum(axis=1) - 1e-12).any()
