@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     p_paper.add_argument("--replay", nargs=2, metavar=("START", "END"), default=None, help="step day by day through [START, END] instead")
     p_paper.add_argument("--prepare-model", metavar="UNTIL", default=None, help="train, register and gate a model on data up to UNTIL first")
     p_paper.add_argument("--reset", action="store_true", help="delete the account's state (orders, fills, positions, runs) and stop")
+    p_paper.add_argument("--broker", choices=["sim", "alpaca"], default="sim", help="sim: the simulated broker (default); alpaca: Alpaca's paper API (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY)")
+    p_paper.add_argument("--bars", choices=["parquet", "alpaca"], default="parquet", help="daily bars from the Parquet store (default) or Alpaca market data")
     p_index = sub.add_parser("index", help="rebuild reports/index.html")
     p_index.add_argument("--reports-dir", default=None)
     args = parser.parse_args(argv)
@@ -71,7 +73,8 @@ def main(argv=None) -> int:
 
 
 def _paper(args) -> int:
-    """``python -m kit paper``: exit 0 done (or already done), 75 locked, 2 refused (message on stderr)."""
+    """``python -m kit paper``: exit 0 done (or already done), 75 locked, 2 refused, 69 broker or
+    market data unavailable or misconfigured (message on stderr)."""
     from . import paper, reports
 
     try:
@@ -101,13 +104,29 @@ def _paper(args) -> int:
         as_of = args.as_of
         if as_of is None:
             as_of = paper.load_history(config, "2100-01-01")["date"].max()
-        day = paper.run_day(as_of, config, db=args.db)
+        broker = source = None
+        if args.broker == "alpaca":
+            from .brokers import AlpacaBroker
+
+            broker = AlpacaBroker(paper=True)
+        if args.bars == "alpaca":
+            from .brokers import AlpacaBarSource
+
+            source = AlpacaBarSource()
+        day = paper.run_day(as_of, config, broker=broker, source=source, db=args.db)
     except paper.PaperLockedError as exc:
         print(f"kit paper: {exc}", file=sys.stderr)
         return 75
     except (paper.PaperError, ValueError) as exc:
         print(f"kit paper: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - broker and data-source errors: message only (never keys)
+        from .brokers import BrokerError
+
+        if isinstance(exc, BrokerError):
+            print(f"kit paper: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 69
+        raise
     print(f"{day.as_of.date()}: {day.status}; model {day.model}; equity {day.equity:.2f}; cash {day.cash:.2f}; "
           f"orders {0 if day.orders is None else len(day.orders)}")
     return 0

@@ -238,3 +238,10 @@ def test_cli_paper_exit_codes(model_db):
     tmp, url = model_db
     out = _cli(tmp, url, "cli", "2021-01-09")  # a Saturday
     assert out.returncode == 2 and "not a trading day" in out.stderr
+
+
+def test_cli_alpaca_without_keys_is_a_clear_error_and_sends_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}
+    env["KIT_DB_URL"] = f"sqlite:///{tmp_path / 'kit.db'}"
+    out = subprocess.run([sys.executable, "-m", "kit", "paper", "--broker", "alpaca", "--as-of", "2021-04-21"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 69 and "APCA_API_KEY_ID" in out.stderr and "Nothing was sent" in out.stderr
