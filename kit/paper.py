@@ -799,6 +799,7 @@ class PaperConfig:
         return cls(**d)
 
     def state_path(self):
+        """The folder of the lock and the streaming state (``state_dir`` or ``data/state``)."""
         from pathlib import Path
 
         from .db import REPO_ROOT
@@ -905,6 +906,7 @@ class FeatureWindow:
 
     @property
     def last_date(self):
+        """Date of the last bar in the state (None before the first)."""
         return self.sf.last_date
 
     def rebuild(self, close: pd.DataFrame) -> None:
@@ -947,6 +949,7 @@ class FeatureWindow:
         return out
 
     def save(self, stem) -> None:
+        """Write the state and the window atomically next to ``stem`` (two ``.npz`` files)."""
         from pathlib import Path
 
         from ._atomic import atomic_path
