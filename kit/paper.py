@@ -876,7 +876,7 @@ def load_history(config: PaperConfig, end, source=None) -> pd.DataFrame:
     if source is None:
         source = ParquetBarSource(config.data_path or None)
     if config.n_symbols and config.n_symbols > 0:
-        _, _, universe = data.load_universe(config.data_path or None, "all", config.n_symbols, config.universe_as_of, config.history_start, end)
+        _, _, universe = data.load_universe(config.data_path or None, None, config.n_symbols, config.universe_as_of, config.history_start, end)
         symbols = list(universe)
     elif config.symbols == "all":
         symbols = None

@@ -245,3 +245,13 @@ def test_cli_alpaca_without_keys_is_a_clear_error_and_sends_nothing(tmp_path):
     env["KIT_DB_URL"] = f"sqlite:///{tmp_path / 'kit.db'}"
     out = subprocess.run([sys.executable, "-m", "kit", "paper", "--broker", "alpaca", "--as-of", "2021-04-21"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.returncode == 69 and "APCA_API_KEY_ID" in out.stderr and "Nothing was sent" in out.stderr
+
+
+def test_load_history_takes_the_n_most_liquid_symbols_when_asked():
+    from kit import data
+
+    cfg = paper.PaperConfig(symbols="all", n_symbols=5, universe_as_of="2010-12-31", history_start="2010-01-01")
+    bars = paper.load_history(cfg, "2011-03-31")
+    _, _, want = data.load_universe(None, None, 5, "2010-12-31", "2010-01-01", "2011-03-31")
+    assert sorted(bars["symbol"].unique()) == sorted(want) and len(want) == 5
+    assert bars["date"].max() <= pd.Timestamp("2011-03-31")
