@@ -9,7 +9,7 @@ PROFILE ?= report
 export NUMBA_CACHE_DIR := $(CURDIR)/$(VENV)/numba_cache
 export PYTHONHASHSEED := 0
 
-.PHONY: install report test test-unit test-notebooks test-postgres lint bench clean-venv lab paper-replay
+.PHONY: install report test test-fast test-unit test-notebooks test-postgres lint bench clean-venv lab paper-replay notebooks
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbmake --nbmake-timeout=1200 notebooks/
 
+## make test-fast: the unit tests without those marked slow (real processes, notebooks, training), for the edit loop
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests
 
@@ -45,7 +49,11 @@ paper-replay: $(STAMP)
 	$(PY) -m kit run --profile paper
 
 lint: $(STAMP)
-	$(PY) -m ruff check kit tests benchmarks
+	$(PY) -m ruff check kit tests benchmarks scripts
+
+## make notebooks: write notebooks/*.ipynb from their jupytext sources notebooks/*.py (outputs stripped)
+notebooks: $(STAMP)
+	$(PY) scripts/notebooks.py sync
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

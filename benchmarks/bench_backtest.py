@@ -4,7 +4,7 @@ process.
 The full universe (every symbol of data/sp500_daily_1999_2021.parquet, about 500 x 5,400 days,
 symbols entering and leaving), TSMOM positions, per-asset volatility targeting (15%, ex-ante
 volatility, gross cap 0.95), 5 bps costs and 2 bps slippage. Times, best of ``REPEAT`` after a
-warm-up call (numba compiled or loaded from its cache): ``kit.backtest.simulate`` (vectorbt
+warm-up call (numba compiled or loaded from its cache): ``kit.portfolio.simulate`` (vectorbt
 ``from_orders`` plus its returns), ``reference_returns`` (plain numpy loop over days),
 ``vol_scaled_weights`` and the portfolio-level scaling; the largest daily difference between the
 two P&Ls. Target: simulate under 3 s on 2 cores.
@@ -21,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import backtest, data, features  # noqa: E402
+from kit import data, features
+from kit import portfolio as backtest  # noqa: E402
 
 REPEAT = 3
 COST_BPS = 5.0

@@ -16,7 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import data, kernels  # noqa: E402
+from kit import data
+from kit.features import kernels  # noqa: E402
 from tests import pandas_reference as ref  # noqa: E402
 
 FIELDS = ("open", "high", "low", "close", "volume")

@@ -18,8 +18,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import export  # noqa: E402
-from kit.models import DeepMomentumLSTM, DMNConfig, MomentumTransformer, TransformerConfig  # noqa: E402
+from kit.models import (  # noqa: E402
+    DeepMomentumLSTM,
+    DMNConfig,
+    MomentumTransformer,
+    TransformerConfig,
+    export,  # noqa: E402
+)
 
 N_SYMBOLS = 500
 RUNS = 200

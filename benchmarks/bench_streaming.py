@@ -14,7 +14,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit.streaming import StreamingFeatures  # noqa: E402
+from kit.features import StreamingFeatures  # noqa: E402
 
 N = 10_000
 WARM = 300

@@ -1,11 +1,11 @@
 """Universe training: K = 100 per-ticker LDTM models from one call, by each path of
-:func:`kit.batched.train_universe`, against a matrix-product reference measured in the same run.
+:func:`kit.training.batched.train_universe`, against a matrix-product reference measured in the same run.
 
 Rows (the same data, seeds and number of epochs for each):
 
-(a) ``loop``: K ordinary :class:`kit.models.LDTMForecaster` s, one :class:`kit.training.Trainer` fit
+(a) ``loop``: K ordinary :class:`kit.models.ldtm.LDTMForecaster` s, one :class:`kit.training.Trainer` fit
     each; torch's fused CPU ``nn.LSTM`` (oneDNN);
-(b) ``batched``: the K models stacked (:class:`kit.batched.BatchedLDTM`), hand-written
+(b) ``batched``: the K models stacked (:class:`kit.training.batched.BatchedLDTM`), hand-written
     back-propagation through time, eager;
 (c) ``batched, autograd``: the same stacked forward with ordinary autograd (the form that
     ``torch.compile`` traces), eager;
@@ -24,7 +24,7 @@ over the last ``DAYS`` trading days; per ticker the last ``N_VAL`` windows valid
 (2 layers, hidden 128, 3 horizons), batch 128.
 
 FLOPs (multiply-add = 2): one LDTM forward on one window costs
-``F_fwd = sum_layers 2 L 4H (I_l + H) + n_h (2 * 64 H + 2 * 64)`` (:func:`kit.batched.ldtm_forward_flops`;
+``F_fwd = sum_layers 2 L 4H (I_l + H) + n_h (2 * 64 H + 2 * 64)`` (:func:`kit.training.batched.ldtm_forward_flops`;
 12.18 MFLOP for L = 30, F = 11, H = 128); a training step costs ``3 F_fwd`` per window (backward =
 gradients for inputs and weights, each about one forward); validation ``F_fwd`` per window. Achieved
 GFLOP/s = ``(3 F_fwd * train windows + F_fwd * val windows) * epochs / wall seconds``; element-wise work
@@ -47,9 +47,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from kit import data, features  # noqa: E402
-from kit.batched import AUTO_CPU_PATH, clear_workspace, ldtm_forward_flops, train_universe  # noqa: E402
 from kit.models import LDTMConfig  # noqa: E402
 from kit.training import TrainConfig  # noqa: E402
+from kit.training.batched import AUTO_CPU_PATH, clear_workspace, ldtm_forward_flops, train_universe  # noqa: E402
 
 LOOKBACK = 30
 HORIZONS = (1, 5, 21)

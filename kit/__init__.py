@@ -1,16 +1,16 @@
 """Deep momentum research kit.
 
-Modules: ``data`` (load, validate, adjust prices), ``kernels`` (numba feature kernels),
-``features`` (named feature sets, targets, windows), ``streaming`` (per-bar feature state),
-``models`` (DMN LSTM, Momentum Transformer, LDTM, baselines, ensembles), ``losses`` (Sharpe,
-combined, multi-horizon MSE), ``training`` (walk-forward, Trainer), ``batched`` (K per-ticker
-models in one computation), ``search`` (optuna), ``export`` (TorchScript, ONNX), ``backtest``
-(vectorbt portfolios, benchmarks), ``metrics`` (statistics via empyrical, bootstrap, deflated
-Sharpe), ``risk`` (VaR/CVaR, limits, drawdown control, stops, stress tests, optimisation, pre-trade
-check), ``db`` (SQLAlchemy storage, schema versions), ``registry`` (model versions, promotion
-gate), ``ledger`` (prediction snapshots, fillback, leaderboard, hash chain), ``brokers`` (broker
-interface, Alpaca paper adapter, bar sources), ``paper`` (simulated broker, the daily paper step,
-replay), ``reports`` (papermill runs, HTML rendering, run index), ``cli``.
+Packages, in the order data flows through them (each imports only from those before it; a test
+checks this): ``paths``, ``conventions`` and ``base`` (repository paths, the field's constants,
+shared mechanisms), ``data`` (load, validate, adjust prices; bar sources), ``features`` (numba
+kernels, named feature sets, targets, windows, streaming state), ``models`` (DMN LSTM, Momentum
+Transformer, per-ticker forecaster, baselines, ensembles; the catalogue, losses, checkpoints,
+export), ``training`` (splits, Trainer, batched universe training, walk-forward experiments,
+search), ``portfolio`` (sizing, benchmarks, vectorbt backtest and its reference, execution model,
+limits, overlays, optimisation), ``analytics`` (Sharpe intervals, PSR/DSR, performance table,
+VaR/CVaR, stress tests, model evaluation), ``store`` (database, registry, ledger), ``live`` (brokers,
+the daily paper step, replay), ``reports`` (profiles, papermill runs, rendering, the site of runs)
+and ``cli``.
 
 Submodules are imported explicitly (``from kit import data``) so that ``import kit`` stays fast.
 """

@@ -47,7 +47,9 @@ def main(argv=None) -> int:
     from . import reports
 
     if args.command == "run":
-        reports_dir = Path(args.reports_dir) if args.reports_dir else reports.REPORTS_DIR
+        from .paths import REPORTS_DIR
+
+        reports_dir = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
         try:
             run_dir = reports.run_profile(
                 args.profile, reports_dir=reports_dir, renderer=args.renderer, notebooks=args.notebooks, reuse_artifacts=args.reuse_artifacts
@@ -67,7 +69,9 @@ def main(argv=None) -> int:
         print(reports.render_notebook(args.notebook, args.renderer))
         return 0
     if args.command == "index":
-        print(reports.build_index(Path(args.reports_dir) if args.reports_dir else reports.REPORTS_DIR))
+        from .paths import REPORTS_DIR
+
+        print(reports.build_index(Path(args.reports_dir) if args.reports_dir else REPORTS_DIR))
         return 0
     return 2  # pragma: no cover
 
@@ -75,7 +79,8 @@ def main(argv=None) -> int:
 def _paper(args) -> int:
     """``python -m kit paper``: exit 0 done (or already done), 75 locked, 2 refused, 69 broker or
     market data unavailable or misconfigured (message on stderr)."""
-    from . import paper, reports
+    from . import live as paper
+    from . import reports
 
     try:
         profile = reports.load_profile(args.profile)
@@ -106,11 +111,11 @@ def _paper(args) -> int:
             as_of = paper.load_history(config, "2100-01-01")["date"].max()
         broker = source = None
         if args.broker == "alpaca":
-            from .brokers import AlpacaBroker
+            from .live.alpaca import AlpacaBroker
 
             broker = AlpacaBroker(paper=True)
         if args.bars == "alpaca":
-            from .brokers import AlpacaBarSource
+            from .data.sources import AlpacaBarSource
 
             source = AlpacaBarSource()
         day = paper.run_day(as_of, config, broker=broker, source=source, db=args.db)
@@ -121,7 +126,7 @@ def _paper(args) -> int:
         print(f"kit paper: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - broker and data-source errors: message only (never keys)
-        from .brokers import BrokerError
+        from .live.brokers import BrokerError
 
         if isinstance(exc, BrokerError):
             print(f"kit paper: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -41,7 +41,7 @@ def fresh_db(tmp_path: Path):
     sets ``search_path`` to it (dropped afterwards); otherwise a SQLite file in ``tmp_path``."""
     import sqlalchemy as sa
 
-    from kit import db as kdb
+    from kit.store import engine as kdb
 
     base = os.environ.get("KIT_DB_URL", "")
     if not is_postgres_url(base):
@@ -77,7 +77,7 @@ def add_model(url: str, tmp_path: Path, *, name: str = "dmn_lstm", scope: str = 
               accuracies=(0.55, 0.56), n_obs=(100, 100), arch: dict | None = None, **kw) -> int:
     """Register a model with hand-made fold metrics and a small stand-in checkpoint file (the
     architecture is passed explicitly, so the file is not read as a torch checkpoint)."""
-    from kit import registry
+    from kit.store import registry
 
     ck = Path(tmp_path) / f"ck_{uuid.uuid4().hex[:8]}.pt"
     ck.write_bytes(b"stand-in checkpoint " + name.encode() + trained_on.encode())
@@ -144,8 +144,8 @@ def _wait_go(args: dict) -> None:
 
 def main(argv: list[str]) -> int:
     command, args = argv[0], json.loads(argv[1])
-    from kit import db as kdb
-    from kit import ledger, registry
+    from kit.store import engine as kdb
+    from kit.store import ledger, registry
 
     url = args["url"]
     if command == "schema":
@@ -170,8 +170,10 @@ def main(argv: list[str]) -> int:
                 refused.append(str(exc))
         print(json.dumps({"written": ok, "refused": refused}))
         return 0
+    from kit.base import faults
+
     if command == "snapshot_pause":
-        ledger._HOOKS["snapshot_before_commit"] = _pause(args["ready_file"])
+        faults._HOOKS["ledger.snapshot_before_commit"] = _pause(args["ready_file"])
         pred = predictions_for(close, args["symbols"], [pd.Timestamp(d) for d in args["dates"]])
         ledger.snapshot(pred, close, args["model_id"], db=url)
         return 0
@@ -182,15 +184,15 @@ def main(argv: list[str]) -> int:
         ledger.fillback(close, db=url)
         return 0
     if command == "fillback_pause":
-        ledger._HOOKS["fillback_before_commit"] = _pause(args["ready_file"])
+        faults._HOOKS["ledger.fillback_before_commit"] = _pause(args["ready_file"])
         ledger.fillback(close, db=url)
         return 0
     if command == "gate_pause":
-        registry._HOOKS["gate_before_commit"] = _pause(args["ready_file"])
+        faults._HOOKS["registry.gate_before_commit"] = _pause(args["ready_file"])
         registry.apply_gate(args["model_id"], db=url)
         return 0
     if command == "register_pause":
-        registry._HOOKS["register_before_commit"] = _pause(args["ready_file"])
+        faults._HOOKS["registry.register_before_commit"] = _pause(args["ready_file"])
         add_model(url, Path(args["tmp"]), trained_on=args["trained_on"])
         return 0
     raise SystemExit(f"unknown command {command!r}")

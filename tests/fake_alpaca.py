@@ -1,4 +1,4 @@
-"""A local fake of the Alpaca REST endpoints that :mod:`kit.brokers` calls, with fault injection.
+"""A local fake of the Alpaca REST endpoints that :mod:`kit.live.brokers` calls, with fault injection.
 
 A stdlib ``ThreadingHTTPServer`` on ``127.0.0.1`` (port chosen by the OS) that answers the paths
 alpaca-py 0.44.0 requests (read from its source: ``alpaca/trading/client.py``,

@@ -1,7 +1,7 @@
 """Plain pandas references for the feature kernels (the kit's first, pandas-only implementation).
 
 Used by the tests as independent references and by benchmarks/ as the speed baseline. Not part of
-the package: ``kit.features`` is built on the numba kernels of ``kit.kernels``.
+the package: ``kit.features`` is built on the numba kernels of ``kit.features.kernels``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit import backtest
+from kit import portfolio as backtest
 
 IDX = pd.bdate_range("2020-01-01", periods=6)
 
@@ -35,6 +35,7 @@ def test_weights_reject_bad_input():
         backtest.vol_scaled_weights(pos.clip(-1, 1), pos * 0 + 0.2, target_vol=0)
 
 
+@pytest.mark.slow
 def test_simulate_hand_computed_two_days():
     close = pd.DataFrame({"A": [100.0, 110.0], "B": [50.0, 45.0]}, index=IDX[:2])
     w = pd.DataFrame({"A": [0.5, 0.5], "B": [-0.4, -0.4]}, index=IDX[:2])
@@ -48,6 +49,7 @@ def test_simulate_hand_computed_two_days():
     np.testing.assert_allclose(res.returns.to_numpy(), [-0.0009, v1_after / 0.9991 - 1], rtol=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([0.0, 1.0, 5.0, 20.0]), st.floats(0.1, 0.95))
 def test_simulate_equals_numpy_reference(seed, cost_bps, gross):
@@ -62,6 +64,7 @@ def test_simulate_equals_numpy_reference(seed, cost_bps, gross):
     np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), atol=1e-10, rtol=0)
 
 
+@pytest.mark.slow
 def test_simulate_rejects_weight_without_price():
     close = pd.DataFrame({"A": [np.nan, 10.0], "B": [5.0, 5.0]}, index=IDX[:2])
     w = pd.DataFrame({"A": [0.1, 0.1], "B": [0.0, 0.0]}, index=IDX[:2])
@@ -92,6 +95,7 @@ def test_turnover():
 # --- costs, slippage and the numpy reference -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_simulate_slippage_hand_computed_two_days():
     close = pd.DataFrame({"A": [100.0, 110.0]}, index=IDX[:2])
     w = pd.DataFrame({"A": [0.5, 0.5]}, index=IDX[:2])
@@ -135,6 +139,7 @@ def _book(draw):
     return close, w, draw(st.sampled_from([0.0, 1.0, 5.0, 20.0])), draw(st.sampled_from([0.0, 2.0, 10.0]))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(_book())
 def test_simulate_equals_numpy_reference_with_listings_drift_costs_and_slippage(book):
@@ -144,6 +149,7 @@ def test_simulate_equals_numpy_reference_with_listings_drift_costs_and_slippage(
     np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), atol=1e-10, rtol=0)
 
 
+@pytest.mark.slow
 def test_reference_detects_drift_between_rebalances():
     close = pd.DataFrame({"A": [100.0, 120.0, 90.0], "B": [50.0, 50.0, 50.0]}, index=IDX[:3])
     w = pd.DataFrame({"A": [0.5, np.nan, np.nan], "B": [0.0, np.nan, np.nan]}, index=IDX[:3])
@@ -155,6 +161,7 @@ def test_reference_detects_drift_between_rebalances():
     np.testing.assert_allclose(backtest.turnover(w).to_numpy(), [0.5, 0.0, 0.0])
 
 
+@pytest.mark.slow
 def test_simulate_rejects_bad_weights():
     close = pd.DataFrame({"A": [10.0, 11.0], "B": [5.0, 5.0]}, index=IDX[:2])
     with pytest.raises(ValueError, match="NaN weight for B"):
@@ -170,6 +177,7 @@ def test_simulate_rejects_bad_weights():
 # --- gross exposure above 100% -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_vectorbt_clips_purchases_above_full_investment_and_the_kit_refuses_it():
     """What vectorbt does with a long book of 120% of equity: it buys only what the cash allows
     (here the first asset in full and the second in part), so the book holds about 100%, not 120%,
@@ -192,6 +200,7 @@ def test_vectorbt_clips_purchases_above_full_investment_and_the_kit_refuses_it()
         backtest.simulate(close, w)
 
 
+@pytest.mark.slow
 def test_gross_cap_keeps_a_leveraged_request_simulable():
     """Volatility targeting with low volatilities asks for 300% gross; the cap brings it to 95%,
     where vectorbt fills every order and agrees with the reference, costs and slippage included."""
@@ -272,6 +281,7 @@ def test_portfolio_vol_scaling_hits_its_target_and_respects_the_cap():
         backtest.portfolio_vol_scaled_weights(w, close, 0.0)
 
 
+@pytest.mark.slow
 def test_compare_strategies_with_portfolio_target_vol_and_slippage():
     close, w = _regime_book(seed=2, T=300, N=4)
     vol = pd.DataFrame(0.2, index=close.index, columns=close.columns)
@@ -285,6 +295,7 @@ def test_compare_strategies_with_portfolio_target_vol_and_slippage():
 # --- cost sweep -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cost_sweep_columns_match_simulate_and_decay_with_costs():
     close, w = _regime_book(seed=4, T=120, N=3)
     sweep = backtest.cost_sweep(close, w)
@@ -295,6 +306,7 @@ def test_cost_sweep_columns_match_simulate_and_decay_with_costs():
     assert (np.diff(final.to_numpy()) < 0).all()
 
 
+@pytest.mark.slow
 def test_returns_from_fills_equal_vectorbt_returns():
     close, w = _regime_book(seed=5, T=150, N=6)
     close.iloc[:20, 2] = np.nan  # a late listing

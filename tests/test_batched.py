@@ -1,4 +1,4 @@
-"""kit.batched: K stacked LSTMs / LDTM forecasters and universe training.
+"""kit.training.batched: K stacked LSTMs / LDTM forecasters and universe training.
 
 Tolerances. Forward passes are compared at 1e-10 in float64 and 1e-5 in float32: the stacked and
 the per-model computations add the same products in a different order (batched matrix products
@@ -10,6 +10,7 @@ leaves a margin of 20x while a real error (a wrong dropout mask, minibatch or gr
 weights by about lr = 1e-3 per step.
 """
 
+import functools
 import random
 
 import numpy as np
@@ -17,17 +18,15 @@ import pytest
 import torch
 from torch import nn
 
-from kit import batched
-from kit.batched import (
+from kit.models import LDTMConfig, LDTMForecaster
+from kit.models.losses import multi_horizon_mse
+from kit.training import TrainConfig, Trainer, batched, set_seed
+from kit.training.batched import (
     BatchedLDTM,
     BatchedLSTM,
     draw_ldtm_dropout_masks,
-    masked_multi_horizon_mse,
     train_universe,
 )
-from kit.losses import multi_horizon_mse
-from kit.models import LDTMConfig, LDTMForecaster
-from kit.training import TrainConfig, Trainer, set_seed
 
 K, B, L, F, HID = 3, 6, 10, 5, 16
 CFG = LDTMConfig(n_features=F, hidden_size=HID, num_layers=2, dropout=0.2)
@@ -164,20 +163,19 @@ def test_dropout_masks_reproduce_ldtm_forecaster_training_mode():
     )
 
 
-def test_masked_mse_equals_multi_horizon_mse():
+def test_stacked_multi_horizon_mse_equals_per_model_losses():
     g = torch.Generator().manual_seed(0)
     pred, y = torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g)
     mask = torch.rand(8, 3, generator=g) > 0.3
     mask[0] = True
-    torch.testing.assert_close(
-        masked_multi_horizon_mse(pred, y, mask), multi_horizon_mse(pred, y, mask), atol=1e-7, rtol=0
-    )
-    stacked = masked_multi_horizon_mse(
-        torch.stack([pred, y]), torch.stack([y, pred]), torch.stack([mask, mask])
-    )
+    stacked = multi_horizon_mse(torch.stack([pred, y]), torch.stack([y, pred]), torch.stack([mask, mask]))
     assert stacked.shape == (2,)
-    mask[:, 2] = False  # a horizon without targets counts 0 instead of raising
-    assert torch.isfinite(masked_multi_horizon_mse(pred, y, mask))
+    torch.testing.assert_close(stacked[0], multi_horizon_mse(pred, y, mask), atol=1e-7, rtol=0)
+    torch.testing.assert_close(stacked[1], multi_horizon_mse(y, pred, mask), atol=1e-7, rtol=0)
+    mask[:, 2] = False  # a horizon without targets raises, or counts 0 with allow_empty
+    with pytest.raises(ValueError, match="no valid target"):
+        multi_horizon_mse(pred, y, mask)
+    assert torch.isfinite(multi_horizon_mse(pred, y, mask, allow_empty=True))
 
 
 def _datasets(sizes=((70, 20), (45, 15), (100, 30)), seed=0):
@@ -211,7 +209,7 @@ def test_train_universe_batched_equals_loop_and_separate_trainings():
         set_seed(3 + k)
         m = LDTMForecaster(CFG)
         cfg = TrainConfig(epochs=3, batch_size=16, patience=5, seed=3 + k, device="cpu")
-        Trainer(cfg, loss_fn=masked_multi_horizon_mse).fit(
+        Trainer(cfg, loss_fn=functools.partial(multi_horizon_mse, allow_empty=True)).fit(
             m, (X, np.nan_to_num(y), np.isfinite(y)), (Xv, np.nan_to_num(yv), np.isfinite(yv))
         )
         separate.append(m)

@@ -1,4 +1,4 @@
-"""kit.brokers against a local fake Alpaca server (tests/fake_alpaca.py): no real network."""
+"""kit.live brokers and kit.data bar sources against a local fake Alpaca server (tests/fake_alpaca.py): no real network."""
 
 import hashlib
 import logging
@@ -13,12 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit import brokers
-from kit.brokers import (
-    BAR_COLUMNS,
-    AlpacaBarSource,
-    AlpacaBroker,
-    BarSource,
+from kit.data import alpaca_http, read_prices, sample_store
+from kit.data.sources import BAR_COLUMNS, AlpacaBarSource, BarSource, ParquetBarSource
+from kit.live import brokers
+from kit.live.alpaca import AlpacaBroker
+from kit.live.brokers import (
     BrokerConfigError,
     BrokerError,
     BrokerUnavailableError,
@@ -26,10 +25,8 @@ from kit.brokers import (
     Order,
     OrderNotFoundError,
     OrderRequest,
-    ParquetBarSource,
     Position,
 )
-from kit.data import read_prices, sample_store
 from tests.fake_alpaca import FakeAlpaca
 
 KEY = "KEYLEAK" + uuid.uuid4().hex
@@ -56,7 +53,7 @@ def keys(monkeypatch):
 def sleeps(monkeypatch):
     """Record the retry loop's waits instead of sleeping."""
     waits = []
-    monkeypatch.setattr(brokers, "_sleep", waits.append)
+    monkeypatch.setattr(alpaca_http, "_sleep", waits.append)
     return waits
 
 
@@ -434,7 +431,7 @@ def test_keys_never_leak(fake, keys, caplog, capsys, sleeps):
             texts.append("".join(traceback.format_exception(*record.exc_info)))
     out = capsys.readouterr()
     texts += [out.out, out.err]
-    assert len(errors) == 10 and any("kit.brokers" == r.name for r in caplog.records)
+    assert len(errors) == 10 and any(r.name in ("kit.data.alpaca_http", "kit.live.alpaca") for r in caplog.records)
     assert any("urllib3" in r.name for r in caplog.records)  # the HTTP library's debug log was captured too
     for text in texts:
         assert KEY not in text and SECRET not in text

@@ -6,7 +6,9 @@ Runs on SQLite by default and on PostgreSQL when ``KIT_DB_URL`` names one (scrip
 import pytest
 import sqlalchemy as sa
 
-from kit import db as kdb
+from kit.paths import REPO_ROOT
+from kit.store import engine as kdb
+from kit.store import schema as S
 from tests._ledger_worker import fresh_db, is_postgres_url, spawn, wait_for
 
 EXPECTED_TABLES = {
@@ -24,7 +26,7 @@ def url(tmp_path):
 def test_default_url_is_a_sqlite_file_under_data_unless_overridden(monkeypatch):
     monkeypatch.delenv("KIT_DB_URL", raising=False)
     u = kdb.default_url()
-    assert u == f"sqlite:///{kdb.REPO_ROOT / 'data' / 'state' / 'kit.db'}"
+    assert u == f"sqlite:///{REPO_ROOT / 'data' / 'state' / 'kit.db'}"
     monkeypatch.setenv("KIT_DB_URL", "postgresql+psycopg://someone@somewhere/db")
     assert kdb.default_url() == "postgresql+psycopg://someone@somewhere/db"
     monkeypatch.setenv("KIT_DB_URL", "  ")
@@ -33,21 +35,21 @@ def test_default_url_is_a_sqlite_file_under_data_unless_overridden(monkeypatch):
 
 def test_schema_is_created_at_the_latest_version(url):
     engine = kdb.get_engine(url)
-    assert kdb.schema_version(url) == kdb.LATEST_VERSION == len(kdb.MIGRATIONS) >= 2
+    assert kdb.schema_version(url) == S.LATEST_VERSION == len(S.MIGRATIONS) >= 2
     assert EXPECTED_TABLES <= set(sa.inspect(engine).get_table_names())
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(kdb.schema_version_table)).all()
-    assert [r.version for r in rows] == list(range(1, kdb.LATEST_VERSION + 1))
+        rows = conn.execute(sa.select(S.schema_version_table)).all()
+    assert [r.version for r in rows] == list(range(1, S.LATEST_VERSION + 1))
     # ensuring again changes nothing
-    assert kdb.ensure_schema(engine) == kdb.LATEST_VERSION
+    assert kdb.ensure_schema(engine) == S.LATEST_VERSION
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(kdb.schema_version_table)).scalar() == kdb.LATEST_VERSION
+        assert conn.execute(sa.select(sa.func.count()).select_from(S.schema_version_table)).scalar() == S.LATEST_VERSION
 
 
 def test_a_database_from_a_newer_kit_is_refused(url):
     engine = kdb.get_engine(url)
     with engine.begin() as conn:
-        conn.execute(kdb.schema_version_table.insert().values(version=99, description="future", applied_at=kdb.utc_now()))
+        conn.execute(S.schema_version_table.insert().values(version=99, description="future", applied_at=kdb.utc_now()))
     kdb.dispose_engines()
     with pytest.raises(kdb.SchemaVersionError, match="schema version 99"):
         kdb.get_engine(url)
@@ -56,15 +58,15 @@ def test_a_database_from_a_newer_kit_is_refused(url):
 def test_migrations_upgrade_an_existing_database_and_keep_its_rows(url, monkeypatch):
     engine = kdb.get_engine(url)
     with engine.begin() as conn:
-        conn.execute(kdb.arch_versions.insert().values(scope="AAA", name="m", arch_hash="h", major=1, architecture={"model": "m"}, first_registered_at="t"))
+        conn.execute(S.arch_versions.insert().values(scope="AAA", name="m", arch_hash="h", major=1, architecture={"model": "m"}, first_registered_at="t"))
     kdb.dispose_engines()
 
     def add_note(conn):
         conn.execute(sa.text("ALTER TABLE arch_versions ADD COLUMN note VARCHAR(20)"))
 
-    monkeypatch.setattr(kdb, "MIGRATIONS", [*kdb.MIGRATIONS, (kdb.LATEST_VERSION + 1, "arch_versions.note", add_note)])
+    monkeypatch.setattr(kdb, "MIGRATIONS", [*S.MIGRATIONS, (S.LATEST_VERSION + 1, "arch_versions.note", add_note)])
     engine = kdb.get_engine(url)
-    assert kdb.schema_version(url) == kdb.LATEST_VERSION + 1
+    assert kdb.schema_version(url) == S.LATEST_VERSION + 1
     assert "note" in {c["name"] for c in sa.inspect(engine).get_columns("arch_versions")}
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT scope, major FROM arch_versions")).all() == [("AAA", 1)]
@@ -78,19 +80,19 @@ def test_a_failing_migration_leaves_the_previous_version_intact(url, monkeypatch
         conn.execute(sa.text("ALTER TABLE arch_versions ADD COLUMN half VARCHAR(5)"))
         raise RuntimeError("migration failed half-way")
 
-    monkeypatch.setattr(kdb, "MIGRATIONS", [*kdb.MIGRATIONS, (kdb.LATEST_VERSION + 1, "broken", broken)])
+    monkeypatch.setattr(kdb, "MIGRATIONS", [*S.MIGRATIONS, (S.LATEST_VERSION + 1, "broken", broken)])
     with pytest.raises(RuntimeError, match="half-way"):
         kdb.get_engine(url)
     monkeypatch.undo()
     kdb.dispose_engines()
     engine = kdb.get_engine(url)
-    assert kdb.schema_version(url) == kdb.LATEST_VERSION
+    assert kdb.schema_version(url) == S.LATEST_VERSION
     assert "half" not in {c["name"] for c in sa.inspect(engine).get_columns("arch_versions")}
 
 
 def test_migrations_must_be_numbered_without_gaps(url, monkeypatch):
     engine = kdb.get_engine(url, ensure=False)
-    monkeypatch.setattr(kdb, "MIGRATIONS", [*kdb.MIGRATIONS, (kdb.LATEST_VERSION + 2, "gap", lambda conn: None)])
+    monkeypatch.setattr(kdb, "MIGRATIONS", [*S.MIGRATIONS, (S.LATEST_VERSION + 2, "gap", lambda conn: None)])
     with pytest.raises(kdb.SchemaVersionError, match="without gaps"):
         kdb.ensure_schema(engine)
 
@@ -100,14 +102,14 @@ def test_write_tx_commits_or_rolls_back_everything(url):
     row = {"scope": "AAA", "name": "m", "architecture": {"model": "m"}, "first_registered_at": "t"}
     with pytest.raises(RuntimeError, match="boom"):
         with kdb.write_tx(engine, "registry") as conn:
-            conn.execute(kdb.arch_versions.insert(), [{**row, "arch_hash": "h1", "major": 1}, {**row, "arch_hash": "h2", "major": 2}])
+            conn.execute(S.arch_versions.insert(), [{**row, "arch_hash": "h1", "major": 1}, {**row, "arch_hash": "h2", "major": 2}])
             raise RuntimeError("boom")
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(kdb.arch_versions)).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(S.arch_versions)).scalar() == 0
     with kdb.write_tx(engine, "registry") as conn:
-        conn.execute(kdb.arch_versions.insert(), [{**row, "arch_hash": "h1", "major": 1}, {**row, "arch_hash": "h2", "major": 2}])
+        conn.execute(S.arch_versions.insert(), [{**row, "arch_hash": "h1", "major": 1}, {**row, "arch_hash": "h2", "major": 2}])
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(kdb.arch_versions)).scalar() == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(S.arch_versions)).scalar() == 2
     with pytest.raises(ValueError, match="lock must be one of"):
         with kdb.write_tx(engine, "everything"):
             pass
@@ -130,6 +132,7 @@ def test_engines_are_cached_per_url(url):
     assert kdb.get_engine(engine) is engine
 
 
+@pytest.mark.slow
 def test_two_processes_creating_the_schema_at_once_both_succeed(url, tmp_path):
     go = tmp_path / "go"
     procs = [spawn("schema", url=url, go_file=str(go)) for _ in range(2)]
@@ -137,8 +140,8 @@ def test_two_processes_creating_the_schema_at_once_both_succeed(url, tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
-        assert f'"version": {kdb.LATEST_VERSION}' in out
+        assert f'"version": {S.LATEST_VERSION}' in out
     engine = kdb.get_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(kdb.schema_version_table)).scalar() == kdb.LATEST_VERSION
+        assert conn.execute(sa.select(sa.func.count()).select_from(S.schema_version_table)).scalar() == S.LATEST_VERSION
     wait_for(tmp_path / "go")

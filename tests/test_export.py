@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from kit import export
 from kit.models import (
     BaselineConfig,
     DeepMomentumLSTM,
@@ -11,6 +10,7 @@ from kit.models import (
     MomentumTransformer,
     PerStepBaseline,
     TransformerConfig,
+    export,
 )
 
 MODELS = [

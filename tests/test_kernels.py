@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from kit import kernels as K
+from kit.features import kernels as K
 from tests import pandas_reference as ref
 
 RTOL = 1e-9

@@ -1,4 +1,4 @@
-"""kit.ledger: snapshots, bad inputs, fillback, leaderboard, the hash chain, and real-process
+"""kit.store.ledger: snapshots, bad inputs, fillback, leaderboard, the hash chain, and real-process
 concurrency and crash tests.
 
 Runs on SQLite by default and on PostgreSQL when ``KIT_DB_URL`` names one (scripts/postgres_test.sh).
@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit import db as kdb
-from kit import ledger
+from kit.store import engine as kdb
+from kit.store import ledger
+from kit.store import schema as S
 from tests._ledger_worker import add_model, fresh_db, kill, predictions_for, spawn, synthetic_close, wait_for
 
 D = pd.bdate_range("2021-01-04", periods=8)
@@ -41,9 +42,9 @@ def _count(url, table, where=None) -> int:
 def _state(url):
     """Everything a refused or killed call must leave untouched."""
     with kdb.get_engine(url).connect() as conn:
-        snaps = conn.execute(sa.select(kdb.ledger_snapshots).order_by(kdb.ledger_snapshots.c.seq)).all()
-        fcs = conn.execute(sa.select(kdb.ledger_forecasts).order_by(kdb.ledger_forecasts.c.id)).all()
-        head = conn.execute(sa.select(kdb.ledger_head)).all()
+        snaps = conn.execute(sa.select(S.ledger_snapshots).order_by(S.ledger_snapshots.c.seq)).all()
+        fcs = conn.execute(sa.select(S.ledger_forecasts).order_by(S.ledger_forecasts.c.id)).all()
+        head = conn.execute(sa.select(S.ledger_head)).all()
     return [tuple(r) for r in snaps], [tuple(r) for r in fcs], [tuple(r) for r in head]
 
 
@@ -60,7 +61,7 @@ def test_snapshot_records_one_row_per_key_with_its_forecasts(url, model):
     assert snaps["symbol"].tolist() == ["A", "B"] and snaps["direction"].tolist() == [1, -1]  # sign of forecast_1
     assert snaps["forecast_1"].tolist() == [0.05, -0.01] and snaps["forecast_5"].tolist() == [-0.1, 0.02]
     assert snaps["forecast_21"].isna().all()  # no 21-day forecast: NULL, not NaN in the database
-    assert _count(url, kdb.ledger_forecasts, kdb.ledger_forecasts.c.forecast.is_(None)) == 2
+    assert _count(url, S.ledger_forecasts, S.ledger_forecasts.c.forecast.is_(None)) == 2
     assert snaps["prev_hash"].iloc[0] == ledger.GENESIS_HASH and snaps["prev_hash"].iloc[1] == snaps["hash"].iloc[0]
     assert ledger.verify(db=url).ok
 
@@ -125,7 +126,7 @@ def test_bad_input_is_refused_with_a_clear_error_and_nothing_written(url, model,
     assert _state(url) == before
     assert ledger.verify(db=url).ok
     ledger.snapshot(_base(), HAND, model, db=url)  # the good batch goes in afterwards
-    assert _count(url, kdb.ledger_snapshots) == 3
+    assert _count(url, S.ledger_snapshots) == 3
 
 
 def test_a_second_snapshot_of_the_same_key_is_refused_never_overwritten(url, model, tmp_path):
@@ -141,14 +142,14 @@ def test_a_second_snapshot_of_the_same_key_is_refused_never_overwritten(url, mod
     # the same key for another model version is a different prediction
     other = add_model(url, tmp_path, trained_on="2021-01-29")
     ledger.snapshot(again, HAND, other, db=url)
-    assert _count(url, kdb.ledger_snapshots) == 4
+    assert _count(url, S.ledger_snapshots) == 4
 
 
 def test_unknown_model_is_refused(url, model):
     with pytest.raises(ledger.UnknownModelError, match="no model with id 999"):
         ledger.snapshot(_base(), HAND, 999, db=url)
-    assert _count(url, kdb.ledger_snapshots) == 0
-    from kit import registry
+    assert _count(url, S.ledger_snapshots) == 0
+    from kit.store import registry
 
     assert issubclass(ledger.UnknownModelError, registry.UnknownModelError)
 
@@ -183,7 +184,7 @@ def test_fillback_hand_computed(url, model):
     assert pd.isna(f.loc[(3, 1), "direction_correct"])
     # 21-day horizons are not due on an 8-day calendar: neither filled nor skipped
     assert sorted(f.index) == [(1, 1), (1, 5), (2, 1), (2, 5), (3, 1), (3, 5)] and res.skipped.empty
-    assert _count(url, kdb.ledger_forecasts, kdb.ledger_forecasts.c.filled_at.is_(None)) == 3
+    assert _count(url, S.ledger_forecasts, S.ledger_forecasts.c.filled_at.is_(None)) == 3
     out = ledger.outcomes(db=url).set_index("symbol")
     assert out.loc["B", "strategy_return"] == 0.0
     assert ledger.verify(db=url).ok
@@ -333,10 +334,10 @@ def test_verify_reports_an_edited_forecast_and_a_deleted_forecast(url, model):
 def test_verify_reports_a_rehashed_edit_as_a_broken_link(url, model):
     _chain(url, model)
     with kdb.get_engine(url).begin() as conn:
-        r = conn.execute(sa.select(kdb.ledger_snapshots).where(kdb.ledger_snapshots.c.seq == 3)).mappings().one()
-        fcs = conn.execute(sa.select(kdb.ledger_forecasts.c.horizon, kdb.ledger_forecasts.c.forecast).where(kdb.ledger_forecasts.c.snapshot_seq == 3)).all()
+        r = conn.execute(sa.select(S.ledger_snapshots).where(S.ledger_snapshots.c.seq == 3)).mappings().one()
+        fcs = conn.execute(sa.select(S.ledger_forecasts.c.horizon, S.ledger_forecasts.c.forecast).where(S.ledger_forecasts.c.snapshot_seq == 3)).all()
         text = ledger._canonical_snapshot(3, r["model_id"], r["symbol"], r["run_date"], r["close"], r["direction"], -r["position"], r["recorded_at"], fcs)
-        conn.execute(kdb.ledger_snapshots.update().where(kdb.ledger_snapshots.c.seq == 3).values(position=-r["position"], hash=ledger._sha(r["prev_hash"], text)))
+        conn.execute(S.ledger_snapshots.update().where(S.ledger_snapshots.c.seq == 3).values(position=-r["position"], hash=ledger._sha(r["prev_hash"], text)))
     assert ("broken_link", 4) in _found(url)
     assert ("edited", 3) not in _found(url)
 
@@ -359,9 +360,9 @@ def test_a_tampered_head_stops_further_snapshots(url, model):
 def test_verify_reports_inserted_rows(url, model):
     _chain(url, model)
     with kdb.get_engine(url).begin() as conn:
-        last = conn.execute(sa.select(kdb.ledger_snapshots).where(kdb.ledger_snapshots.c.seq == 6)).mappings().one()
+        last = conn.execute(sa.select(S.ledger_snapshots).where(S.ledger_snapshots.c.seq == 6)).mappings().one()
         text = ledger._canonical_snapshot(7, model, "A", "2021-01-15", 100.0, 1, 1.0, "2021-01-15T00:00:00.000000Z", [])
-        conn.execute(kdb.ledger_snapshots.insert().values(
+        conn.execute(S.ledger_snapshots.insert().values(
             seq=7, model_id=model, symbol="A", run_date=pd.Timestamp("2021-01-15").date(), close=100.0, direction=1, position=1.0,
             recorded_at="2021-01-15T00:00:00.000000Z", prev_hash=last["hash"], hash=ledger._sha(last["hash"], text)))
     assert _found(url) == [("head", 6)]  # a correctly hashed row appended outside the kit
@@ -390,14 +391,14 @@ def test_verify_detects_any_single_field_edit(tmp_path):
         @given(st.integers(1, 6), st.sampled_from(sorted(fields)))
         def check(seq, name):
             with kdb.get_engine(url).begin() as conn:
-                row = conn.execute(sa.select(kdb.ledger_snapshots).where(kdb.ledger_snapshots.c.seq == seq)).mappings().one()
+                row = conn.execute(sa.select(S.ledger_snapshots).where(S.ledger_snapshots.c.seq == seq)).mappings().one()
                 conn.execute(sa.text(f"UPDATE ledger_snapshots SET {fields[name]} WHERE seq = {seq}"))
             try:
                 found = ledger.verify(db=url).problems
                 assert seq in found["seq"].tolist(), (seq, name)
             finally:
                 with kdb.get_engine(url).begin() as conn:
-                    conn.execute(kdb.ledger_snapshots.update().where(kdb.ledger_snapshots.c.seq == seq).values(**{name: row[name]}))
+                    conn.execute(S.ledger_snapshots.update().where(S.ledger_snapshots.c.seq == seq).values(**{name: row[name]}))
             assert _state(url) == original and ledger.verify(db=url).ok
 
         check()
@@ -408,6 +409,7 @@ def test_verify_detects_any_single_field_edit(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_processes_snapshotting_at_once_lose_nothing(url, model, tmp_path):
     close = synthetic_close()
     dates = [d.date().isoformat() for d in close.index[:15]]
@@ -426,7 +428,7 @@ def test_two_processes_snapshotting_at_once_lose_nothing(url, model, tmp_path):
     snaps = ledger.snapshots(db=url)
     assert len(snaps) == 60 and snaps["seq"].tolist() == list(range(1, 61))
     assert len(snaps.drop_duplicates(["symbol", "run_date"])) == 60
-    assert _count(url, kdb.ledger_forecasts) == 180
+    assert _count(url, S.ledger_forecasts) == 180
     rep = ledger.verify(db=url)
     assert rep.ok, rep.problems
     # the two writers interleaved (neither waited for the other to finish all 15 calls)
@@ -434,6 +436,7 @@ def test_two_processes_snapshotting_at_once_lose_nothing(url, model, tmp_path):
     assert firsts["min"].max() < firsts["max"].min()
 
 
+@pytest.mark.slow
 def test_two_processes_snapshotting_the_same_keys_one_wins_one_is_refused(url, model, tmp_path):
     close = synthetic_close()
     dates = [d.date().isoformat() for d in close.index[:10]]
@@ -455,6 +458,7 @@ def test_two_processes_snapshotting_the_same_keys_one_wins_one_is_refused(url, m
     assert ledger.verify(db=url).ok
 
 
+@pytest.mark.slow
 def test_a_process_killed_inside_a_snapshot_writes_nothing(url, model, tmp_path):
     close = synthetic_close()
     ledger.snapshot(predictions_for(close, ["AAA"], close.index[:2]), close, model, db=url)
@@ -467,9 +471,10 @@ def test_a_process_killed_inside_a_snapshot_writes_nothing(url, model, tmp_path)
     kdb.dispose_engines()
     assert _state(url) == before and ledger.verify(db=url).ok
     ledger.snapshot(predictions_for(close, ["BBB", "CCC"], close.index[:5]), close, model, db=url)  # not refused as a duplicate
-    assert _count(url, kdb.ledger_snapshots) == 12 and ledger.verify(db=url).ok
+    assert _count(url, S.ledger_snapshots) == 12 and ledger.verify(db=url).ok
 
 
+@pytest.mark.slow
 def test_a_process_killed_between_snapshot_and_fillback_leaves_pending_rows_the_next_run_fills(url, model, tmp_path):
     close = synthetic_close()
     dates = [d.date().isoformat() for d in close.index[:20]]
@@ -478,8 +483,8 @@ def test_a_process_killed_between_snapshot_and_fillback_leaves_pending_rows_the_
     wait_for(ready, proc)
     kill(proc)
     kdb.dispose_engines()
-    assert _count(url, kdb.ledger_snapshots) == 40
-    assert _count(url, kdb.ledger_forecasts, kdb.ledger_forecasts.c.filled_at.is_not(None)) == 0
+    assert _count(url, S.ledger_snapshots) == 40
+    assert _count(url, S.ledger_forecasts, S.ledger_forecasts.c.filled_at.is_not(None)) == 0
     assert ledger.verify(db=url).ok
     res = ledger.fillback(close, db=url)
     # 60 days: run dates 0..19; horizon 1 and 5 always due, horizon 21 due for run dates 0..38
@@ -487,6 +492,7 @@ def test_a_process_killed_between_snapshot_and_fillback_leaves_pending_rows_the_
     assert ledger.fillback(close, db=url).n_filled == 0 and ledger.verify(db=url).n_filled == 120
 
 
+@pytest.mark.slow
 def test_a_process_killed_in_the_middle_of_a_fillback_batch_fills_nothing_and_the_next_run_completes(url, model, tmp_path):
     close = synthetic_close()
     ledger.snapshot(predictions_for(close, ["AAA", "BBB", "CCC", "DDD"], close.index[:30]), close, model, db=url)
@@ -499,7 +505,7 @@ def test_a_process_killed_in_the_middle_of_a_fillback_batch_fills_nothing_and_th
     kill(proc)
     kdb.dispose_engines()
     assert _state(url) == before
-    assert _count(url, kdb.ledger_forecasts, kdb.ledger_forecasts.c.filled_at.is_not(None)) == 0
+    assert _count(url, S.ledger_forecasts, S.ledger_forecasts.c.filled_at.is_not(None)) == 0
     if not url.startswith("postgresql"):
         with kdb.get_engine(url).connect() as conn:
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"

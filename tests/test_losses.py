@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from kit.losses import sharpe_loss
+from kit.models.losses import sharpe_loss
 
 
 def test_sharpe_loss_hand_computed():
@@ -51,7 +51,7 @@ def test_sharpe_loss_errors():
 
 
 def test_combined_loss_reduces_to_sharpe_and_adds_hand_penalties():
-    from kit.losses import combined_loss
+    from kit.models.losses import combined_loss
 
     pos = torch.tensor([[1.0, -1.0, 0.5, 1.0]], dtype=torch.float64)
     ret = torch.tensor([[0.01, -0.02, 0.02, -0.01]], dtype=torch.float64)
@@ -69,7 +69,7 @@ def test_combined_loss_reduces_to_sharpe_and_adds_hand_penalties():
 
 
 def test_combined_loss_and_mse_gradcheck_float64():
-    from kit.losses import combined_loss, multi_horizon_mse
+    from kit.models.losses import combined_loss, multi_horizon_mse
 
     rng = np.random.default_rng(2)
     p = torch.tensor(rng.uniform(-1, 1, (3, 6)), requires_grad=True)
@@ -84,7 +84,7 @@ def test_combined_loss_and_mse_gradcheck_float64():
 
 
 def test_multi_horizon_mse_hand_value_and_errors():
-    from kit.losses import multi_horizon_mse
+    from kit.models.losses import multi_horizon_mse
 
     pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     tgt = torch.tensor([[0.0, 2.0], [3.0, 0.0]])
@@ -95,6 +95,6 @@ def test_multi_horizon_mse_hand_value_and_errors():
     with pytest.raises(ValueError, match="no valid target"):
         multi_horizon_mse(pred, tgt, torch.tensor([[True, False], [True, False]]))
     with pytest.raises(ValueError, match="risk"):
-        from kit.losses import combined_loss
+        from kit.models.losses import combined_loss
 
         combined_loss(pred, tgt, risk="nope")

@@ -35,8 +35,8 @@ def test_sequence_models_are_causal():
     x = torch.randn(2, 30, 8)
     y = x.clone()
     y[:, 20:] += 5.0
-    for name in training.POSITION_MODELS:
-        m = training.make_position_model(name, 8, hidden_size=8, dropout=0.0, n_heads=2).eval()
+    for name in models.POSITION_MODELS:
+        m = models.make_model(name, 8, hidden_size=8, dropout=0.0, n_heads=2).eval()
         with torch.no_grad():
             torch.testing.assert_close(m(x)[:, :20], m(y)[:, :20], msg=name)
 
@@ -67,7 +67,7 @@ def test_build_model_round_trips_every_config():
     with pytest.raises(ValueError, match="not a known model"):
         build_model({"model": "gpt"})
     with pytest.raises(ValueError, match="not a position model"):
-        training.make_position_model("ldtm", 8)
+        models.make_model("ldtm", 8, kind="position")
 
 
 def test_ensemble_weights_methods():
@@ -111,7 +111,7 @@ def test_walk_forward_ensemble_weights_come_from_validation_only():
     dates = pd.bdate_range("2005-01-03", periods=800)
     close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (800, 3)), 0)), index=dates, columns=list("ABC"))
     res = training.walk_forward(close, model="ensemble", members=("linear", "mlp"), test_start=dates[650], test_size=100,
-                                seq_len=21, hidden_size=4, train=training.TrainConfig(epochs=2), progress=False)
+                                lookback=21, hidden_size=4, train=training.TrainConfig(epochs=2), progress=False)
     ens = res.folds[res.folds["model"] == "ensemble"]
     assert len(ens) == 2 and all(abs(sum(w.values()) - 1) < 1e-3 for w in ens["weights"])
     assert res.positions.index[0] == dates[650] and np.nanmax(np.abs(res.positions.to_numpy())) <= 1

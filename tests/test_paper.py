@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit import brokers, paper
+from kit import live as paper
+from kit import portfolio
+from kit.live import brokers
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["AAPL", "JPM", "KO"]
@@ -39,12 +41,13 @@ def _book(seed, T=120, N=4, gross=0.9):
     return close, open_, w
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), cost=st.sampled_from([0.0, 1.0, 5.0, 20.0]), slip=st.sampled_from([0.0, 2.0, 10.0]))
 def test_next_open_reference_equals_vectorbt_on_its_fills(seed, cost, slip):
     close, open_, w = _book(seed)
-    ref = paper.next_open_reference(close, open_, w, cost, slip, initial_cash=1e6)
-    pf = paper.next_open_vectorbt(close, open_, ref.filled, cost, slip, initial_cash=1e6)
+    ref = portfolio.next_open_reference(close, open_, w, cost, slip, initial_cash=1e6)
+    pf = portfolio.next_open_vectorbt(close, open_, ref.filled, cost, slip, initial_cash=1e6)
     np.testing.assert_allclose(pf.value().to_numpy(), ref.equity.to_numpy(), rtol=1e-10)
     assert (ref.filled.abs().sum(axis=1) > 0).sum() > 50
 
@@ -54,7 +57,7 @@ def test_next_open_reference_hand_case():
     close = pd.DataFrame({"A": [10.0, 12.0, 12.0]}, index=d)
     open_ = pd.DataFrame({"A": [10.0, 11.0, 13.0]}, index=d)
     w = pd.DataFrame({"A": [0.5, 0.5, 0.5]}, index=d)
-    r = paper.next_open_reference(close, open_, w, cost_bps=10.0, slippage_bps=0.0, initial_cash=1000.0)
+    r = portfolio.next_open_reference(close, open_, w, cost_bps=10.0, slippage_bps=0.0, initial_cash=1000.0)
     # day 0: 50 shares ordered at the close of 10; day 1: filled at the open of 11 paying 0.55
     assert r.orders.iloc[0, 0] == pytest.approx(50.0)
     assert r.cash.iloc[1] == pytest.approx(1000 - 550 - 0.55)
@@ -69,21 +72,21 @@ def test_next_open_reference_rejects_a_buy_it_cannot_pay_for():
     close = pd.DataFrame({"A": [10.0, 10.0]}, index=d)
     open_ = pd.DataFrame({"A": [10.0, 20.0]}, index=d)  # gaps up: the buy sized at 10 costs twice that
     w = pd.DataFrame({"A": [0.9, 0.9]}, index=d)
-    r = paper.next_open_reference(close, open_, w, initial_cash=100.0)
+    r = portfolio.next_open_reference(close, open_, w, initial_cash=100.0)
     assert r.rejected == [(d[1], "A", "insufficient cash")] and r.qty.iloc[1, 0] == 0
 
 
 def test_order_quantities_hand_case_and_errors():
-    o = paper.order_quantities(pd.Series({"A": 0.5, "B": -0.25}), pd.Series({"A": 10.0, "C": 3.0}), pd.Series({"A": 20.0, "B": 50.0, "C": 5.0}), 1000.0)
+    o = portfolio.order_quantities(pd.Series({"A": 0.5, "B": -0.25}), pd.Series({"A": 10.0, "C": 3.0}), pd.Series({"A": 20.0, "B": 50.0, "C": 5.0}), 1000.0)
     assert o.loc["A", "side"] == "buy" and o.loc["A", "qty"] == pytest.approx(15.0)  # 25 target - 10 held
     assert o.loc["B", "side"] == "sell" and o.loc["B", "qty"] == pytest.approx(5.0)
     assert o.loc["C", "side"] == "sell" and o.loc["C", "qty"] == pytest.approx(3.0)  # held, no target: closed
     with pytest.raises(ValueError, match="equity"):
-        paper.order_quantities(pd.Series({"A": 0.1}), pd.Series(dtype=float), pd.Series({"A": 1.0}), 0.0)
+        portfolio.order_quantities(pd.Series({"A": 0.1}), pd.Series(dtype=float), pd.Series({"A": 1.0}), 0.0)
     with pytest.raises(ValueError, match=r"close\['A'\]"):
-        paper.order_quantities(pd.Series({"A": 0.1}), pd.Series(dtype=float), pd.Series({"A": np.nan}), 100.0)
+        portfolio.order_quantities(pd.Series({"A": 0.1}), pd.Series(dtype=float), pd.Series({"A": np.nan}), 100.0)
     with pytest.raises(ValueError, match=r"target_weights\['A'\]"):
-        paper.order_quantities(pd.Series({"A": np.inf}), pd.Series(dtype=float), pd.Series({"A": 1.0}), 100.0)
+        portfolio.order_quantities(pd.Series({"A": np.inf}), pd.Series(dtype=float), pd.Series({"A": 1.0}), 100.0)
 
 
 # --------------------------------------------------------------------------- SimBroker
@@ -114,7 +117,7 @@ def test_simbroker_fills_at_next_open_with_slippage_and_commission(db):
 
 
 def test_simbroker_rejects_with_reasons(db):
-    from kit.risk import Limits
+    from kit.portfolio import Limits
 
     b = paper.SimBroker(db, "r", initial_cash=1_000.0, limits=Limits(max_position=0.2))
     b.mark("2021-01-04", pd.Series({"A": 10.0, "B": 10.0}))
@@ -159,6 +162,7 @@ def _orders(url, account):
     return paper.SimBroker(url, account).orders()
 
 
+@pytest.mark.slow
 def test_replay_equals_the_reference_backtest_and_a_second_run_trades_nothing(model_db):
     tmp, url = model_db
     cfg = _cfg(tmp, "replay")
@@ -171,7 +175,7 @@ def test_replay_equals_the_reference_backtest_and_a_second_run_trades_nothing(mo
     again = paper.run_day("2021-02-12", cfg, db=url)
     assert again.status == "already_done" and len(_orders(url, "replay")) == n
     # the ledger took one snapshot per symbol and day, and its chain verifies
-    from kit import ledger
+    from kit.store import ledger
 
     assert ledger.verify(db=url).ok
     with pytest.raises(paper.PaperError, match="before the last completed"):
@@ -180,6 +184,7 @@ def test_replay_equals_the_reference_backtest_and_a_second_run_trades_nothing(mo
         paper.run_day("2021-02-13", cfg, db=url)  # a Saturday
 
 
+@pytest.mark.slow
 def test_lock_prevents_overlapping_steps(model_db):
     tmp, url = model_db
     cfg = _cfg(tmp, "locked")
@@ -196,15 +201,16 @@ def _cli(tmp, url, account, as_of, crash=None):
     cfg = _cfg(tmp, account)
     profile.write_text(json.dumps({"notebooks": ["40_paper_trade"], "paper": cfg}))
     env = {**os.environ, "KIT_DB_URL": url}
-    env.pop("KIT_PAPER_CRASH_AT", None)
+    env.pop("KIT_FAULT_AT", None)
     if crash:
-        env["KIT_PAPER_CRASH_AT"] = crash
+        env["KIT_FAULT_AT"] = f"paper.{crash}"
     return subprocess.run([sys.executable, "-m", "kit", "paper", "--profile", str(profile), "--as-of", as_of], capture_output=True, text=True, env=env, cwd=ROOT)
 
 
 CRASH_POINTS = ["after_fills", "after_journal", "after_first_submit", "after_submit", "before_done"]
 
 
+@pytest.mark.slow
 def test_processes_killed_mid_step_are_completed_by_the_next_run_without_double_orders(model_db):
     """Day 1 runs cleanly; on each later day a real process dies (os._exit, like SIGKILL) at one
     crash point of run_day, then the next run completes the day. The orders must equal those of an
@@ -234,12 +240,14 @@ def test_processes_killed_mid_step_are_completed_by_the_next_run_without_double_
     pd.testing.assert_series_equal(eq.sort_index(), eq_clean.sort_index(), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_cli_paper_exit_codes(model_db):
     tmp, url = model_db
     out = _cli(tmp, url, "cli", "2021-01-09")  # a Saturday
     assert out.returncode == 2 and "not a trading day" in out.stderr
 
 
+@pytest.mark.slow
 def test_cli_alpaca_without_keys_is_a_clear_error_and_sends_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}
     env["KIT_DB_URL"] = f"sqlite:///{tmp_path / 'kit.db'}"

@@ -1,4 +1,4 @@
-"""kit.registry: versions, registration, the promotion gate, history, fold metrics, crash safety.
+"""kit.store.registry: versions, registration, the promotion gate, history, fold metrics, crash safety.
 
 Runs on SQLite by default and on PostgreSQL when ``KIT_DB_URL`` names one (scripts/postgres_test.sh).
 """
@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kit import db as kdb
-from kit import registry
+from kit import analytics
+from kit.store import engine as kdb
+from kit.store import registry
+from kit.store import schema as S
 from tests._ledger_worker import ARCH, add_model, fresh_db, kill, spawn, wait_for
 
 
@@ -67,7 +69,7 @@ def test_gate_thresholds_from_params():
     t = registry.GateThresholds.from_dict({"min_direction_accuracy": 0.55, "require_beat_benchmark": True})
     assert t.min_direction_accuracy == 0.55 and t.require_beat_benchmark and t.min_folds == 2
     assert registry.GateThresholds.from_dict(None) == d
-    with pytest.raises(ValueError, match=r"unknown gate threshold\(s\) \['min_accuracy'\]"):
+    with pytest.raises(ValueError, match=r"gate: unknown key 'min_accuracy'"):
         registry.GateThresholds.from_dict({"min_accuracy": 0.5})
     for bad in ({"min_direction_accuracy": 1.2}, {"max_mape": -0.1}, {"max_leakage_rows": -1}, {"min_folds": 0},
                 {"max_leakage_rows": 0.5}, {"require_beat_benchmark": "yes"}):
@@ -120,11 +122,11 @@ def test_version_major_follows_the_architecture(url, tmp_path):
 
 def test_a_registered_version_is_never_registered_twice(url, tmp_path):
     mid = add_model(url, tmp_path, trained_on="2020-01-31")
-    n_models, n_hist = _count(url, kdb.models), _count(url, kdb.model_history)
+    n_models, n_hist = _count(url, S.models), _count(url, S.model_history)
     with pytest.raises(registry.DuplicateModelError, match="universe4-test_dmn_lstm_v1.2020-01-31 is already registered"):
         add_model(url, tmp_path, trained_on="2020-01-31")
     assert add_model(url, tmp_path, trained_on="2020-01-31", if_exists="skip") == mid
-    assert (_count(url, kdb.models), _count(url, kdb.model_history)) == (n_models, n_hist)
+    assert (_count(url, S.models), _count(url, S.model_history)) == (n_models, n_hist)
 
 
 GOOD_FOLDS = pd.DataFrame({"fold": [0, 1], "n_obs": [10, 10], "direction_accuracy": [0.6, 0.6], "leakage_rows": [0, 0]})
@@ -260,10 +262,10 @@ def test_the_database_itself_allows_one_active_model_per_scope(url, tmp_path):
     registry.apply_gate(a, db=url)
     with pytest.raises(sa.exc.IntegrityError):
         with kdb.get_engine(url).begin() as conn:
-            conn.execute(kdb.models.update().where(kdb.models.c.id == b).values(status="active"))
+            conn.execute(S.models.update().where(S.models.c.id == b).values(status="active"))
     with pytest.raises(sa.exc.IntegrityError):
         with kdb.get_engine(url).begin() as conn:
-            conn.execute(kdb.models.update().where(kdb.models.c.id == b).values(status="promoted"))
+            conn.execute(S.models.update().where(S.models.c.id == b).values(status="promoted"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -280,7 +282,7 @@ def test_fold_metrics_direction_accuracy_hand_computed():
     # next-day returns A: + - + 0 -, B: - + 0 + +
     pos = pd.DataFrame({"A": [1, 1, -1, 1, 0.5], "B": [-0.2, 0, np.nan, 1, -1]}, index=D[:5], dtype=float)
     res = SimpleNamespace(positions=pos, folds=FOLDS)
-    fm = registry.fold_metrics(res, CLOSE)
+    fm = analytics.fold_metrics(res, CLOSE)
     # fold 0: A right, wrong, wrong; B right, no call (0), no call (NaN) -> 2 / 4
     # fold 1: A wrong (zero return), wrong; B right, wrong -> 1 / 4
     assert fm["n_obs"].tolist() == [4, 4]
@@ -292,7 +294,7 @@ def test_fold_metrics_direction_accuracy_hand_computed():
 def test_fold_metrics_mape_on_the_predicted_price_hand_computed():
     f1 = pd.DataFrame(0.01, index=D[:5], columns=["A", "B"])
     res = SimpleNamespace(positions=None, folds=FOLDS)
-    fm = registry.fold_metrics(res, CLOSE, forecasts={1: f1, 5: f1 * 5})
+    fm = analytics.fold_metrics(res, CLOSE, forecasts={1: f1, 5: f1 * 5})
     # fold 0 predicted price 1.01 close_t vs close_{t+1}
     ape0 = [0 / 101, 2.01 / 100, 1 / 102, 1.5 / 49, 0.01 / 49.5, 0.495 / 49.5]
     assert fm.loc[0, "mape"] == pytest.approx(np.mean(ape0), rel=1e-12)
@@ -303,9 +305,9 @@ def test_fold_metrics_mape_on_the_predicted_price_hand_computed():
     # calls are sign(forecast) = +1: fold 0 A + - +, B - + 0 -> 3 of 6
     assert fm.loc[0, "direction_accuracy"] == 0.5 and fm.loc[0, "n_obs"] == 6
     with pytest.raises(ValueError, match="horizon"):
-        registry.fold_metrics(res, CLOSE, forecasts={5: f1})
+        analytics.fold_metrics(res, CLOSE, forecasts={5: f1})
     with pytest.raises(ValueError, match="not in close"):
-        registry.fold_metrics(SimpleNamespace(positions=f1.rename(columns={"A": "Z"}), folds=FOLDS), CLOSE)
+        analytics.fold_metrics(SimpleNamespace(positions=f1.rename(columns={"A": "Z"}), folds=FOLDS), CLOSE)
 
 
 def test_fold_sharpe_matches_the_long_only_benchmark_for_long_positions():
@@ -314,11 +316,11 @@ def test_fold_sharpe_matches_the_long_only_benchmark_for_long_positions():
     close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0.0005, 0.01, (200, 3)), 0)), index=idx, columns=list("ABC"))
     folds = pd.DataFrame({"fold": [0, 1], "test_start": [idx[100], idx[150]], "test_end": [idx[149], idx[199]], "leakage_rows": [0, 0]})
     ones = pd.DataFrame(1.0, index=idx[100:], columns=close.columns)
-    long_ = registry.fold_metrics(SimpleNamespace(positions=ones, folds=folds), close)
+    long_ = analytics.fold_metrics(SimpleNamespace(positions=ones, folds=folds), close)
     assert np.allclose(long_["sharpe_ratio"], long_["benchmark_sharpe"]) and long_["sharpe_ratio"].notna().all()
-    short = registry.fold_metrics(SimpleNamespace(positions=-0.5 * ones, folds=folds), close)
+    short = analytics.fold_metrics(SimpleNamespace(positions=-0.5 * ones, folds=folds), close)
     assert np.allclose(short["sharpe_ratio"], -long_["benchmark_sharpe"])  # scale-free, sign flips
-    oos = registry.oos_metrics(SimpleNamespace(positions=ones, folds=folds), close)
+    oos = analytics.oos_metrics(SimpleNamespace(positions=ones, folds=folds), close)
     assert oos["sharpe_ratio"] == pytest.approx(oos["benchmark_sharpe"]) and oos["n_days"] == 99
 
 
@@ -328,7 +330,7 @@ def test_register_walk_forward_end_to_end(url, tmp_path):
     rng = np.random.default_rng(4)
     dates = pd.bdate_range("2005-01-03", periods=800)
     close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (800, 3)), 0)), index=dates, columns=list("ABC"))
-    res = training.walk_forward(close, model="linear", test_start=dates[650], test_size=75, seq_len=21,
+    res = training.walk_forward(close, model="linear", test_start=dates[650], test_size=75, lookback=21,
                                 train=training.TrainConfig(epochs=1), checkpoint_dir=tmp_path / "ck", progress=False)
     scope = registry.universe_scope(close.columns)
     mid = registry.register_walk_forward(res, close, scope, model_dir=tmp_path / "m", extra={"run_id": "test"}, db=url)
@@ -337,7 +339,7 @@ def test_register_walk_forward_end_to_end(url, tmp_path):
     assert m["label"] == f"{scope}_linear_v1.{last_val_end}" and m["extra"]["run_id"] == "test"
     ft = registry.fold_table(mid, db=url)
     assert len(ft) == 2 and ft["n_obs"].sum() > 0 and (ft["leakage_rows"] == 0).all()
-    expected = registry.fold_metrics(res, close)
+    expected = analytics.fold_metrics(res, close)
     np.testing.assert_allclose(ft["direction_accuracy"], expected["direction_accuracy"])
     model, payload = registry.load_model(mid, db=url)
     assert payload["config"]["model"] == "linear"
@@ -353,11 +355,12 @@ def test_register_walk_forward_end_to_end(url, tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_process_killed_inside_the_gate_transaction_changes_nothing(url, tmp_path):
     old = add_model(url, tmp_path, trained_on="2020-01-31")
     registry.apply_gate(old, db=url)
     new = add_model(url, tmp_path, trained_on="2020-02-28")
-    before = (_count(url, kdb.gate_evaluations), _count(url, kdb.gate_checks), _count(url, kdb.model_history))
+    before = (_count(url, S.gate_evaluations), _count(url, S.gate_checks), _count(url, S.model_history))
     ready = tmp_path / "ready"
     proc = spawn("gate_pause", url=url, model_id=new, ready_file=str(ready))
     wait_for(ready, proc)  # the promotion and the retirement are executed, not committed
@@ -365,11 +368,12 @@ def test_a_process_killed_inside_the_gate_transaction_changes_nothing(url, tmp_p
     kdb.dispose_engines()
     status = registry.list_models(db=url).set_index("id")["status"].to_dict()
     assert status == {old: "active", new: "candidate"}
-    assert (_count(url, kdb.gate_evaluations), _count(url, kdb.gate_checks), _count(url, kdb.model_history)) == before
+    assert (_count(url, S.gate_evaluations), _count(url, S.gate_checks), _count(url, S.model_history)) == before
     d = registry.apply_gate(new, db=url)  # the next run completes the work
     assert d.passed and d.retired_id == old
 
 
+@pytest.mark.slow
 def test_a_process_killed_inside_registration_leaves_no_model(url, tmp_path):
     ready = tmp_path / "ready"
     proc = spawn("register_pause", url=url, tmp=str(tmp_path), trained_on="2020-05-29", ready_file=str(ready))
@@ -377,7 +381,7 @@ def test_a_process_killed_inside_registration_leaves_no_model(url, tmp_path):
     kill(proc)
     kdb.dispose_engines()
     assert registry.list_models(db=url).empty
-    assert _count(url, kdb.model_history) == 0 and _count(url, kdb.arch_versions) == 0
+    assert _count(url, S.model_history) == 0 and _count(url, S.arch_versions) == 0
     mid = add_model(url, tmp_path, trained_on="2020-05-29")  # the same version registers cleanly afterwards
     m = registry.get_model(mid, db=url)
     assert m["label"] == "universe4-test_dmn_lstm_v1.2020-05-29"
@@ -387,8 +391,7 @@ def test_a_process_killed_inside_registration_leaves_no_model(url, tmp_path):
 def _fake_result(close, name, positions, tmp_path):
     import torch
 
-    from kit.models import BaselineConfig, PerStepBaseline
-    from kit.training import save_checkpoint
+    from kit.models import BaselineConfig, PerStepBaseline, save_checkpoint
 
     torch.manual_seed(0)
     ck = save_checkpoint(tmp_path / f"{name}.pt", PerStepBaseline(BaselineConfig(8, 4 if name != "linear" else 0)), feature_names=list("abcdefgh"),
@@ -425,6 +428,7 @@ def test_register_and_gate_a_training_run(url, tmp_path):
     assert len(registry.list_models(db=url)) == 3
 
 
+@pytest.mark.slow
 def test_register_an_ldtm_walk_forward_as_a_forecaster(url, tmp_path):
     from kit import data, training
     from tests.conftest import make_ohlcv
@@ -434,7 +438,7 @@ def test_register_an_ldtm_walk_forward_as_a_forecaster(url, tmp_path):
     res = training.walk_forward_ldtm(frames, test_start=close.index[450], test_size=75, hidden_size=4, num_layers=1, lookback=10,
                                      min_train_samples=50, train=training.TrainConfig(epochs=1, batch_size=64), checkpoint_dir=tmp_path / "ck",
                                      progress=False)
-    fm = registry.fold_metrics(res, close)  # forecasts come from the result
+    fm = analytics.fold_metrics(res, close)  # forecasts come from the result
     assert fm["mape"].notna().all() and {"mape_1", "mape_5", "mape_21"} <= set(fm.columns)
     mid = registry.register_walk_forward(res, close, registry.universe_scope(close.columns), model_dir=tmp_path / "m", db=url)
     m = registry.get_model(mid, db=url)
@@ -451,12 +455,17 @@ def test_register_an_ensemble_bundles_the_members_checkpoints(url, tmp_path):
     dates = pd.bdate_range("2005-01-03", periods=700)
     close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (700, 2)), 0)), index=dates, columns=list("AB"))
     res = training.walk_forward(close, model="ensemble", members=("linear", "mlp"), ensemble_method="equal", test_start=dates[550],
-                                test_size=75, seq_len=10, hidden_size=3, train=training.TrainConfig(epochs=1), checkpoint_dir=tmp_path / "ck",
+                                test_size=75, lookback=10, hidden_size=3, train=training.TrainConfig(epochs=1), checkpoint_dir=tmp_path / "ck",
                                 progress=False)
     mid = registry.register_walk_forward(res, close, "pair", model_dir=tmp_path / "m", db=url)
     m = registry.get_model(mid, db=url)
     assert m["name"] == "ensemble" and m["label"].startswith("pair_ensemble_v1.")
     assert registry.fold_table(mid, db=url)["fold"].tolist() == [0, 1]
     model, payload = registry.load_model(mid, db=url)
-    assert model is None and [p["config"]["model"] for p in payload["members"]] == ["linear", "mlp"]
+    from kit.models import PositionEnsemble
+
+    # one loader for every format: the bundle comes back as the ensemble it describes
+    assert isinstance(model, PositionEnsemble) and [m.config.to_dict()["model"] for m in model.members] == ["linear", "mlp"]
+    assert [p["config"]["model"] for p in payload["members"]] == ["linear", "mlp"]
     assert payload["weights"] == {"linear": 0.5, "mlp": 0.5} and payload["config"]["ensemble_method"] == "equal"
+    assert model.weights.tolist() == [0.5, 0.5]

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from kit import reports
+from kit.reports import render
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +50,7 @@ def test_index_lists_runs_newest_first_with_headline(tmp_path):
 
 
 def test_render_falls_back_to_nbconvert_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(reports.shutil, "which", lambda name: None)
+    monkeypatch.setattr(render.shutil, "which", lambda name: None)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Hello"), nbformat.v4.new_code_cell("1 + 1")])
     path = tmp_path / "x.ipynb"
     nbformat.write(nb, path)
@@ -60,6 +61,7 @@ def test_render_falls_back_to_nbconvert_and_says_so(tmp_path, monkeypatch):
         reports.render_notebook(path, renderer="quarto")
 
 
+@pytest.mark.slow
 def test_lock_prevents_overlapping_runs(tmp_path):
     with reports.run_lock(tmp_path):
         code = "import sys; from kit import reports\ntry:\n    with reports.run_lock(sys.argv[1]): print('got')\nexcept reports.RunLockedError: print('locked')"
@@ -81,6 +83,7 @@ def test_profiles_are_valid_and_complete():
         reports.load_profile("no-such-profile")
 
 
+@pytest.mark.slow
 def test_bad_profile_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("notebooks: [99_missing]\n")
@@ -116,3 +119,33 @@ def test_run_profile_end_to_end_explore_only(tmp_path):
     assert json.loads((again / "run.json").read_text())["reused_artifacts_from"]["run_id"] == run.name
     with pytest.raises(reports.ProfileError, match="reuse_artifacts"):
         reports.run_profile("smoke", reports_dir=tmp_path, notebooks=["10_explore"], reuse_artifacts="no-such-run")
+
+
+@pytest.mark.slow
+def test_a_misspelt_profile_key_is_refused_before_anything_runs(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    profile = yaml.safe_load((root / "params" / "smoke.yaml").read_text())
+    profile["20_train"] = {**profile["20_train"], "epoch": 3}
+    path = tmp_path / "smoke-typo.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(reports.ProfileError, match=r"section '20_train': unknown key 'epoch' \(did you mean 'epochs'\?\)"):
+        reports.check_profile(reports.load_profile(path))
+    out = subprocess.run([sys.executable, "-m", "kit", "run", "--profile", str(path), "--reports-dir", str(tmp_path / "reports")],
+                         capture_output=True, text=True, cwd=root, timeout=300)
+    assert out.returncode == 2 and "'epoch'" in out.stderr and "'epochs'" in out.stderr, out.stderr
+    assert not (tmp_path / "reports" / "runs").exists()  # nothing ran, no run folder
+
+
+def test_profile_check_covers_shared_and_top_level_keys():
+    p = reports.load_profile("smoke")
+    reports.check_profile(p)  # the committed profile is clean
+    bad = {**p, "shared": {**p["shared"], "n_symbol": 3}}
+    with pytest.raises(reports.ProfileError, match=r"section 'shared': unknown key 'n_symbol' \(did you mean 'n_symbols'\?\)"):
+        reports.check_profile(bad)
+    with pytest.raises(reports.ProfileError, match=r"unknown top-level key '20_trian' \(did you mean '20_train'\?\)"):
+        reports.check_profile({**p, "20_trian": {}})

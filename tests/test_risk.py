@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from kit import kernels, risk
-from kit.risk import Limits
+from kit import analytics, portfolio
+from kit.features import kernels
+from kit.portfolio import Limits
 
 Z95 = -1.6448536269514722  # Phi^{-1}(0.05)
 PHI_Z95 = 0.10313564037537128  # phi(1.6448536...)
@@ -25,10 +26,10 @@ R20 = np.array([-0.05, -0.03, -0.02, -0.01, -0.01, 0.0, 0.0, 0.005, 0.01, 0.01,
 def test_historical_var_cvar_hand_values():
     r = pd.Series(np.random.default_rng(1).permutation(R20))
     # 5th percentile, linear interpolation at position 0.05 * 19 = 0.95 between -0.05 and -0.03
-    assert risk.value_at_risk(r) == pytest.approx(-(-0.05 + 0.95 * 0.02), abs=1e-15)  # 0.031
+    assert analytics.value_at_risk(r) == pytest.approx(-(-0.05 + 0.95 * 0.02), abs=1e-15)  # 0.031
     # only -0.05 lies at or below that quantile
-    assert risk.conditional_value_at_risk(r) == pytest.approx(0.05, abs=1e-15)
-    assert risk.expected_shortfall is risk.conditional_value_at_risk
+    assert analytics.conditional_value_at_risk(r) == pytest.approx(0.05, abs=1e-15)
+    assert analytics.expected_shortfall is analytics.conditional_value_at_risk
 
 
 def test_historical_matches_empyrical():
@@ -36,34 +37,33 @@ def test_historical_matches_empyrical():
 
     r = pd.Series(np.random.default_rng(2).standard_t(3, 500) * 0.01)
     for c in (0.9, 0.95, 0.99):
-        assert risk.value_at_risk(r, c) == pytest.approx(-ep.value_at_risk(r, cutoff=1 - c), rel=1e-12)
-        assert risk.conditional_value_at_risk(r, c) == pytest.approx(-ep.conditional_value_at_risk(r, cutoff=1 - c), rel=1e-12)
+        assert analytics.value_at_risk(r, c) == pytest.approx(-ep.value_at_risk(r, cutoff=1 - c), rel=1e-12)
+        assert analytics.conditional_value_at_risk(r, c) == pytest.approx(-ep.conditional_value_at_risk(r, cutoff=1 - c), rel=1e-12)
 
 
-def test_historical_agrees_with_kit_metrics():
-    from kit import metrics
-
-    r = pd.Series(np.random.default_rng(12).normal(0, 0.01, 300))
+def test_performance_table_reports_the_historical_var_and_cvar():
+    r = pd.Series(np.random.default_rng(12).normal(0, 0.01, 300), index=pd.bdate_range("2020-01-01", periods=300))
     for c in (0.9, 0.95, 0.99):
-        assert risk.value_at_risk(r, c) == pytest.approx(metrics.value_at_risk(r, c), rel=1e-12)
-        assert risk.conditional_value_at_risk(r, c) == pytest.approx(metrics.conditional_value_at_risk(r, c), rel=1e-12)
+        row = analytics.performance_table({"s": r}, level=c).loc["s"]
+        assert row["value_at_risk"] == pytest.approx(analytics.value_at_risk(r, c), rel=1e-12)
+        assert row["conditional_value_at_risk"] == pytest.approx(analytics.conditional_value_at_risk(r, c), rel=1e-12)
 
 
 def test_gaussian_hand_values():
     r = np.array([0.01, -0.02, 0.03, 0.0, -0.01, 0.02])
     mu, sigma = r.mean(), r.std(ddof=1)
-    assert risk.value_at_risk(r, method="gaussian") == pytest.approx(-(mu + Z95 * sigma), rel=1e-12)
-    assert risk.conditional_value_at_risk(r, method="gaussian") == pytest.approx(-(mu - sigma * PHI_Z95 / 0.05), rel=1e-12)
+    assert analytics.value_at_risk(r, method="gaussian") == pytest.approx(-(mu + Z95 * sigma), rel=1e-12)
+    assert analytics.conditional_value_at_risk(r, method="gaussian") == pytest.approx(-(mu - sigma * PHI_Z95 / 0.05), rel=1e-12)
 
 
 def test_cornish_fisher_z_reference_values():
     # independent implementation (mir.stat cornishFisherInvCDF documentation examples)
-    assert risk.cornish_fisher_z(0.01, 0.1, 0.0) == pytest.approx(-2.249053, abs=1e-6)
-    assert risk.cornish_fisher_z(0.01, 0.1, 1.0) == pytest.approx(-2.482841, abs=1e-6)
-    assert risk.cornish_fisher_z(0.9, 0.1, 1.0) == pytest.approx(1.220374, abs=1e-6)
-    assert risk.cornish_fisher_z(0.05) == pytest.approx(Z95, abs=1e-15)
+    assert analytics.cornish_fisher_z(0.01, 0.1, 0.0) == pytest.approx(-2.249053, abs=1e-6)
+    assert analytics.cornish_fisher_z(0.01, 0.1, 1.0) == pytest.approx(-2.482841, abs=1e-6)
+    assert analytics.cornish_fisher_z(0.9, 0.1, 1.0) == pytest.approx(1.220374, abs=1e-6)
+    assert analytics.cornish_fisher_z(0.05) == pytest.approx(Z95, abs=1e-15)
     with pytest.raises(ValueError, match="p must"):
-        risk.cornish_fisher_z(1.0)
+        analytics.cornish_fisher_z(1.0)
 
 
 def test_cornish_fisher_equals_gaussian_without_skew_or_excess_kurtosis():
@@ -71,9 +71,9 @@ def test_cornish_fisher_equals_gaussian_without_skew_or_excess_kurtosis():
     r = 0.001 + 0.02 * np.tile([-1.0, 0.0, 0.0, 0.0, 0.0, 1.0], 5)
     assert abs(stats.skew(r)) < 1e-12 and abs(stats.kurtosis(r)) < 1e-12
     for c in (0.95, 0.99):
-        assert risk.value_at_risk(r, c, "cornish_fisher") == pytest.approx(risk.value_at_risk(r, c, "gaussian"), rel=1e-10)
-        assert risk.conditional_value_at_risk(r, c, "cornish_fisher") == pytest.approx(
-            risk.conditional_value_at_risk(r, c, "gaussian"), rel=1e-10
+        assert analytics.value_at_risk(r, c, "cornish_fisher") == pytest.approx(analytics.value_at_risk(r, c, "gaussian"), rel=1e-10)
+        assert analytics.conditional_value_at_risk(r, c, "cornish_fisher") == pytest.approx(
+            analytics.conditional_value_at_risk(r, c, "gaussian"), rel=1e-10
         )
 
 
@@ -82,24 +82,24 @@ def test_cornish_fisher_cvar_is_the_tail_average_of_the_cf_quantile():
     mu, sigma = r.mean(), r.std(ddof=1)
     s, k = stats.skew(r), stats.kurtosis(r)
     p = 0.05
-    integral, _ = integrate.quad(lambda u: risk.cornish_fisher_z(u, s, k), 1e-12, p, limit=200)
+    integral, _ = integrate.quad(lambda u: analytics.cornish_fisher_z(u, s, k), 1e-12, p, limit=200)
     expected = -(mu + sigma * integral / p)
-    assert risk.conditional_value_at_risk(r, 0.95, "cornish_fisher") == pytest.approx(expected, rel=1e-6)
-    assert risk.value_at_risk(r, 0.95, "cornish_fisher") == pytest.approx(-(mu + sigma * risk.cornish_fisher_z(p, s, k)), rel=1e-12)
+    assert analytics.conditional_value_at_risk(r, 0.95, "cornish_fisher") == pytest.approx(expected, rel=1e-6)
+    assert analytics.value_at_risk(r, 0.95, "cornish_fisher") == pytest.approx(-(mu + sigma * analytics.cornish_fisher_z(p, s, k)), rel=1e-12)
     # negative skew and fat tails: CF is more conservative than Gaussian here
     assert s < 0 and k > 0
-    assert risk.value_at_risk(r, 0.99, "cornish_fisher") > risk.value_at_risk(r, 0.99, "gaussian")
+    assert analytics.value_at_risk(r, 0.99, "cornish_fisher") > analytics.value_at_risk(r, 0.99, "gaussian")
 
 
 def test_per_asset_frame_and_nan_dropping():
     rng = np.random.default_rng(5)
     df = pd.DataFrame(rng.normal(0, 0.01, (100, 3)), columns=["A", "B", "C"])
     df.iloc[:10, 1] = np.nan
-    for m in risk.VAR_METHODS:
-        v = risk.value_at_risk(df, method=m)
+    for m in analytics.VAR_METHODS:
+        v = analytics.value_at_risk(df, method=m)
         assert v.name == "value_at_risk" and list(v.index) == ["A", "B", "C"]
-        assert v["B"] == pytest.approx(risk.value_at_risk(df["B"].iloc[10:], method=m), rel=1e-14)
-        cv = risk.conditional_value_at_risk(df, method=m)
+        assert v["B"] == pytest.approx(analytics.value_at_risk(df["B"].iloc[10:], method=m), rel=1e-14)
+        cv = analytics.conditional_value_at_risk(df, method=m)
         assert (cv >= v).all()
 
 
@@ -111,27 +111,27 @@ def test_per_asset_frame_and_nan_dropping():
 def test_cvar_at_least_var(values, c):
     r = np.array(values)
     for m in ("historical", "gaussian"):
-        assert risk.conditional_value_at_risk(r, c, m) >= risk.value_at_risk(r, c, m) - 1e-12
+        assert analytics.conditional_value_at_risk(r, c, m) >= analytics.value_at_risk(r, c, m) - 1e-12
     # historical VaR lies between the worst loss and the median loss
-    assert -np.median(r) - 1e-12 <= risk.value_at_risk(r, c) <= -r.min() + 1e-12
+    assert -np.median(r) - 1e-12 <= analytics.value_at_risk(r, c) <= -r.min() + 1e-12
 
 
 def test_var_bad_input():
     r = pd.Series(R20)
     with pytest.raises(ValueError, match="confidence"):
-        risk.value_at_risk(r, 1.0)
+        analytics.value_at_risk(r, 1.0)
     with pytest.raises(ValueError, match="confidence"):
-        risk.value_at_risk(r, 0.3)
+        analytics.value_at_risk(r, 0.3)
     with pytest.raises(ValueError, match="method"):
-        risk.value_at_risk(r, method="montecarlo")
+        analytics.value_at_risk(r, method="montecarlo")
     with pytest.raises(ValueError, match="infinite"):
-        risk.value_at_risk(pd.Series([0.01, np.inf, 0.0]))
+        analytics.value_at_risk(pd.Series([0.01, np.inf, 0.0]))
     with pytest.raises(ValueError, match="'B'.*1 valid"):
-        risk.value_at_risk(pd.DataFrame({"A": [0.01, 0.02], "B": [np.nan, 0.01]}))
+        analytics.value_at_risk(pd.DataFrame({"A": [0.01, 0.02], "B": [np.nan, 0.01]}))
     with pytest.raises(ValueError, match="need at least 4"):
-        risk.value_at_risk(r.iloc[:3], method="cornish_fisher")
+        analytics.value_at_risk(r.iloc[:3], method="cornish_fisher")
     with pytest.raises(ValueError, match="one-dimensional"):
-        risk.value_at_risk(np.zeros((5, 2)))
+        analytics.value_at_risk(np.zeros((5, 2)))
 
 
 def test_portfolio_var_is_historical_simulation_of_fixed_weights():
@@ -141,22 +141,22 @@ def test_portfolio_var_is_historical_simulation_of_fixed_weights():
     rets.iloc[5, 2] = np.nan  # C not held: this row stays
     rets.iloc[7, 0] = np.nan  # A held: this row is dropped
     w = pd.Series({"A": 0.5, "B": -0.3, "C": 0.0})
-    rp = risk.portfolio_returns(w, rets)
+    rp = analytics.portfolio_returns(w, rets)
     ref = rets[["A", "B"]].dropna() @ np.array([0.5, -0.3])
     assert len(rp) == 249
     np.testing.assert_allclose(rp.to_numpy(), ref.to_numpy(), rtol=1e-15)
-    for m in risk.VAR_METHODS:
-        assert risk.portfolio_value_at_risk(w, rets, 0.95, m) == pytest.approx(risk.value_at_risk(ref, 0.95, m), rel=1e-12)
-        assert risk.portfolio_conditional_value_at_risk(w, rets, 0.95, m) == pytest.approx(
-            risk.conditional_value_at_risk(ref, 0.95, m), rel=1e-12
+    for m in analytics.VAR_METHODS:
+        assert analytics.portfolio_value_at_risk(w, rets, 0.95, m) == pytest.approx(analytics.value_at_risk(ref, 0.95, m), rel=1e-12)
+        assert analytics.portfolio_conditional_value_at_risk(w, rets, 0.95, m) == pytest.approx(
+            analytics.conditional_value_at_risk(ref, 0.95, m), rel=1e-12
         )
-    table = risk.var_table(rets.fillna(0.0), w)
+    table = analytics.var_table(rets.fillna(0.0), w)
     assert list(table.index) == ["A", "B", "C", "PORTFOLIO"]
-    assert list(table.columns) == [f"{m}_{k}" for m in risk.VAR_METHODS for k in ("var", "cvar")]
+    assert list(table.columns) == [f"{m}_{k}" for m in analytics.VAR_METHODS for k in ("var", "cvar")]
     with pytest.raises(ValueError, match="missing from returns.*'Z'"):
-        risk.portfolio_returns(pd.Series({"A": 0.1, "Z": 0.1}), rets)
+        analytics.portfolio_returns(pd.Series({"A": 0.1, "Z": 0.1}), rets)
     with pytest.raises(ValueError, match="finite"):
-        risk.portfolio_returns(pd.Series({"A": np.nan}), rets)
+        analytics.portfolio_returns(pd.Series({"A": np.nan}), rets)
 
 
 # ---------------------------------------------------------------- Limits
@@ -182,7 +182,7 @@ def test_limits_validation_and_from_dict():
         Limits(min_price="5")
     with pytest.raises(ValueError, match="allow_short"):
         Limits(allow_short="no")
-    with pytest.raises(ValueError, match="unknown Limits keys.*max_pos"):
+    with pytest.raises(ValueError, match="unknown key .max_pos. .did you mean .max_position"):
         Limits.from_dict({"max_pos": 0.1})
     assert Limits(max_net=0).max_net == 0.0  # market neutral is allowed
 
@@ -190,28 +190,28 @@ def test_limits_validation_and_from_dict():
 def test_apply_limits_hand_case():
     lim = Limits(max_position=0.02, max_gross=0.05, max_net=0.01)
     w = pd.Series({"A": 0.05, "B": -0.03, "C": 0.01, "D": 0.01, "E": np.nan})
-    got = risk.apply_limits(w, lim)
+    got = portfolio.apply_limits(w, lim)
     # clip: [0.02, -0.02, 0.01, 0.01, 0]; gross 0.06 -> x 5/6; net 1/60 > 0.01 -> longs x 0.8
     expected = np.array([0.02 * 5 / 6 * 0.8, -0.02 * 5 / 6, 0.01 * 5 / 6 * 0.8, 0.01 * 5 / 6 * 0.8, 0.0])
     np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-14)
     assert got.sum() == pytest.approx(0.01, rel=1e-14)
     # long only: shorts go first
-    got = risk.apply_limits(w, Limits(max_position=0.02, max_gross=0.05, max_net=1.0, allow_short=False))
+    got = portfolio.apply_limits(w, Limits(max_position=0.02, max_gross=0.05, max_net=1.0, allow_short=False))
     np.testing.assert_allclose(got.to_numpy(), [0.02, 0.0, 0.01, 0.01, 0.0])
     # leverage binds when tighter than gross
-    got = risk.apply_limits(pd.Series([0.5, 0.5, -0.5]), Limits(max_position=1, max_gross=5, max_net=5, max_leverage=1.2))
+    got = portfolio.apply_limits(pd.Series([0.5, 0.5, -0.5]), Limits(max_position=1, max_gross=5, max_net=5, max_leverage=1.2))
     np.testing.assert_allclose(got.to_numpy(), [0.4, 0.4, -0.4])
 
 
 def test_apply_limits_turnover_walks_toward_target():
     idx = pd.bdate_range("2021-01-04", periods=3)
     w = pd.DataFrame({"A": [0.02, 0.02, -0.02], "B": [0.02, 0.02, 0.02]}, index=idx)
-    got = risk.apply_limits(w, Limits(max_position=0.02, max_turnover=0.02))
+    got = portfolio.apply_limits(w, Limits(max_position=0.02, max_turnover=0.02))
     np.testing.assert_allclose(got.to_numpy(), [[0.01, 0.01], [0.02, 0.02], [0.0, 0.02]], atol=1e-16)
-    got = risk.apply_limits(w, Limits(max_position=0.02, max_turnover=0.02), previous=pd.Series({"A": 0.02, "B": 0.02}))
+    got = portfolio.apply_limits(w, Limits(max_position=0.02, max_turnover=0.02), previous=pd.Series({"A": 0.02, "B": 0.02}))
     np.testing.assert_allclose(got.iloc[0].to_numpy(), [0.02, 0.02])
     with pytest.raises(ValueError, match="infinite.*'B'"):
-        risk.apply_limits(w.assign(B=[0.0, np.inf, 0.0]), Limits())
+        portfolio.apply_limits(w.assign(B=[0.0, np.inf, 0.0]), Limits())
 
 
 limits_st = st.builds(
@@ -232,7 +232,7 @@ def test_apply_limits_always_within_limits(lim, seed, T, N):
     raw = rng.normal(0, 0.3, (T, N)) * rng.choice([0.0, 1.0, 10.0], (T, N))
     raw[rng.random((T, N)) < 0.1] = np.nan
     w = pd.DataFrame(raw, columns=[f"S{i}" for i in range(N)])
-    got = risk.apply_limits(w, lim).to_numpy()
+    got = portfolio.apply_limits(w, lim).to_numpy()
     assert np.isfinite(got).all()
     tol = 1e-12
     assert (np.abs(got) <= lim.max_position + tol).all()
@@ -244,7 +244,7 @@ def test_apply_limits_always_within_limits(lim, seed, T, N):
         # only shrinks, never flips a sign; idempotent
         clean = np.nan_to_num(raw)
         assert (np.abs(got) <= np.abs(clean) + tol).all() and (got * clean >= 0).all()
-        np.testing.assert_allclose(risk.apply_limits(pd.DataFrame(got), lim).to_numpy(), got, atol=1e-15)
+        np.testing.assert_allclose(portfolio.apply_limits(pd.DataFrame(got), lim).to_numpy(), got, atol=1e-15)
     else:
         prev = np.vstack([np.zeros((1, N)), got[:-1]])
         assert (np.abs(got - prev).sum(axis=1) <= lim.max_turnover + 1e-12).all()
@@ -257,17 +257,17 @@ def test_drawdown_control_hand_cases():
     r = pd.Series([-0.15, -0.10, 0.0, 0.30, 0.0])
     # no feedback: dd after day 0 = 0.15 -> m = 1 - 0.5 * 0.5 = 0.75 for day 1; after day 1 equity
     # 0.765, dd 0.235 -> floor 0.5; day 3 equity 0.9945, dd 0.0055 -> 1
-    m = risk.drawdown_control(r, threshold=0.1, floor=0.5, full_drawdown=0.2, feedback=False)
+    m = portfolio.drawdown_control(r, threshold=0.1, floor=0.5, full_drawdown=0.2, feedback=False)
     np.testing.assert_allclose(m.to_numpy(), [1.0, 0.75, 0.5, 0.5, 1.0])
     # feedback: equity 0.85 (m 0.75), then 0.85 * (1 - 0.075) = 0.78625, dd 0.21375 -> 0.5;
     # then 0.78625 * 1.15 = 0.9041875, dd 0.0958125 -> 1
-    m = risk.drawdown_control(r, threshold=0.1, floor=0.5, full_drawdown=0.2)
+    m = portfolio.drawdown_control(r, threshold=0.1, floor=0.5, full_drawdown=0.2)
     np.testing.assert_allclose(m.to_numpy(), [1.0, 0.75, 0.5, 0.5, 1.0])
     r2 = pd.Series([-0.15, -0.10, 0.0, 0.20, 0.0])
-    m = risk.drawdown_control(r2, threshold=0.1, floor=0.5, full_drawdown=0.2)
+    m = portfolio.drawdown_control(r2, threshold=0.1, floor=0.5, full_drawdown=0.2)
     dd = 1 - 0.78625 * 1.10 / 1.0  # 0.135125 -> 1 - 0.5 * 0.35125
     np.testing.assert_allclose(m.to_numpy(), [1.0, 0.75, 0.5, 0.5, 1 - 0.5 * (dd - 0.1) / 0.1])
-    w = risk.drawdown_control(r2, threshold=0.1, floor=0.5, full_drawdown=0.2, align="weights")
+    w = portfolio.drawdown_control(r2, threshold=0.1, floor=0.5, full_drawdown=0.2, align="weights")
     np.testing.assert_allclose(w.to_numpy()[:-1], m.to_numpy()[1:])
     assert m.name == "exposure_multiplier"
 
@@ -277,27 +277,27 @@ def test_drawdown_control_hand_cases():
 def test_drawdown_control_bounded_and_causal(seed, threshold, floor, feedback, k):
     rng = np.random.default_rng(seed)
     r = pd.Series(rng.normal(0, 0.03, 60))
-    m = risk.drawdown_control(r, threshold=threshold, floor=floor, feedback=feedback)
+    m = portfolio.drawdown_control(r, threshold=threshold, floor=floor, feedback=feedback)
     assert ((m >= floor - 1e-12) & (m <= 1 + 1e-12)).all()
     # change day k and everything after: multipliers up to and including day k must not move
     r2 = r.copy()
     r2.iloc[k:] = rng.normal(0, 0.2, 60 - k)
-    m2 = risk.drawdown_control(r2, threshold=threshold, floor=floor, feedback=feedback)
+    m2 = portfolio.drawdown_control(r2, threshold=threshold, floor=floor, feedback=feedback)
     np.testing.assert_array_equal(m.to_numpy()[: k + 1], m2.to_numpy()[: k + 1])
 
 
 def test_drawdown_control_bad_input():
     r = pd.Series([0.01, -0.02])
     with pytest.raises(ValueError, match="finite"):
-        risk.drawdown_control(pd.Series([0.01, np.nan]))
+        portfolio.drawdown_control(pd.Series([0.01, np.nan]))
     with pytest.raises(ValueError, match="threshold"):
-        risk.drawdown_control(r, threshold=0.0)
+        portfolio.drawdown_control(r, threshold=0.0)
     with pytest.raises(ValueError, match="full_drawdown"):
-        risk.drawdown_control(r, threshold=0.2, full_drawdown=0.1)
+        portfolio.drawdown_control(r, threshold=0.2, full_drawdown=0.1)
     with pytest.raises(ValueError, match="floor"):
-        risk.drawdown_control(r, floor=1.5)
+        portfolio.drawdown_control(r, floor=1.5)
     with pytest.raises(ValueError, match="align"):
-        risk.drawdown_control(r, align="x")
+        portfolio.drawdown_control(r, align="x")
 
 
 # ---------------------------------------------------------------- ATR stops
@@ -325,7 +325,7 @@ def test_atr_stop_overlay_hand_case():
     )
     atr = kernels.atr_wilder(high.to_numpy(), low.to_numpy(), close.to_numpy(), 2)
     assert atr[2, 0] == pytest.approx(1.0) and atr[2, 1] == pytest.approx(1.0)
-    out, events = risk.atr_stop_overlay(pos, high, low, close, atr_window=2, return_events=True)
+    out, events = portfolio.atr_stop_overlay(pos, high, low, close, atr_window=2, return_events=True)
     np.testing.assert_array_equal(out["A"].to_numpy(), [np.nan, 0, 1, 1, 0, 0, 0, 0, 1, 1])
     np.testing.assert_array_equal(out["B"].to_numpy(), [0, 0, -1, -1, -1, -1, 0, 0, 0, 0])
     assert list(events["symbol"]) == ["A", "B"] and list(events["reason"]) == ["stop", "take_profit"]
@@ -333,7 +333,7 @@ def test_atr_stop_overlay_hand_case():
                                [[100.2, 98.1, 98.2, 103.2], [100.0, 97.0, 102.0, 97.0]])
     assert list(events["entry_date"]) == [idx[2], idx[2]] and list(events["exit_date"]) == [idx[4], idx[6]]
     # a wider stop (3 ATR -> 97.2) is not hit by A, and its take-profit (100.2 + 4.5) neither
-    out3 = risk.atr_stop_overlay(pos, high, low, close, atr_window=2, stop_atr=3.0)
+    out3 = portfolio.atr_stop_overlay(pos, high, low, close, atr_window=2, stop_atr=3.0)
     np.testing.assert_array_equal(out3["A"].to_numpy(), pos["A"].to_numpy())
 
 
@@ -346,7 +346,7 @@ def test_atr_stop_overlay_no_look_ahead(seed, k):
     close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.03, (T, N)), 0)), index=idx, columns=list("XYZ"))
     high, low = close * 1.01, close * 0.99
     pos = pd.DataFrame(np.sign(rng.normal(0, 1, (T, N))).cumsum(0).clip(-1, 1), index=idx, columns=close.columns)
-    out = risk.atr_stop_overlay(pos, high, low, close, atr_window=5, stop_atr=1.0)
+    out = portfolio.atr_stop_overlay(pos, high, low, close, atr_window=5, stop_atr=1.0)
     # stops only ever flatten, never add exposure
     assert ((out == pos) | (out == 0)).all().all()
     later = rng.normal(1, 0.3, (T - k - 1, N))
@@ -355,7 +355,7 @@ def test_atr_stop_overlay_no_look_ahead(seed, k):
         f.iloc[k + 1 :] = f.iloc[k + 1 :].to_numpy() * later
     p2 = pos.copy()
     p2.iloc[k + 1 :] = -p2.iloc[k + 1 :].to_numpy()
-    out2 = risk.atr_stop_overlay(p2, h2, l2, c2, atr_window=5, stop_atr=1.0)
+    out2 = portfolio.atr_stop_overlay(p2, h2, l2, c2, atr_window=5, stop_atr=1.0)
     np.testing.assert_array_equal(out.to_numpy()[: k + 1], out2.to_numpy()[: k + 1])
 
 
@@ -363,11 +363,11 @@ def test_atr_stop_overlay_bad_input():
     idx = pd.bdate_range("2021-01-04", periods=3)
     f = pd.DataFrame({"A": [1.0, 1.0, 1.0]}, index=idx)
     with pytest.raises(ValueError, match="close must have the same index"):
-        risk.atr_stop_overlay(f, f, f, f.rename(columns={"A": "B"}))
+        portfolio.atr_stop_overlay(f, f, f, f.rename(columns={"A": "B"}))
     with pytest.raises(ValueError, match="stop_atr"):
-        risk.atr_stop_overlay(f, f, f, f, stop_atr=0)
+        portfolio.atr_stop_overlay(f, f, f, f, stop_atr=0)
     with pytest.raises(ValueError, match="take_profit_ratio"):
-        risk.atr_stop_overlay(f, f, f, f, take_profit_ratio=-1)
+        portfolio.atr_stop_overlay(f, f, f, f, take_profit_ratio=-1)
 
 
 # ---------------------------------------------------------------- correlation
@@ -376,7 +376,7 @@ def test_atr_stop_overlay_bad_input():
 def test_rolling_average_correlation_hand_case():
     a = np.random.default_rng(7).normal(0, 0.01, 10)
     df = pd.DataFrame({"A": a, "B": 2 * a + 0.001, "C": -a})
-    got = risk.rolling_average_correlation(df, window=5)
+    got = analytics.rolling_average_correlation(df, window=5)
     assert got.iloc[:4].isna().all()
     np.testing.assert_allclose(got.iloc[4:].to_numpy(), -1 / 3, atol=1e-12)  # pairs (1, -1, -1)
     assert got.name == "average_correlation"
@@ -389,7 +389,7 @@ def test_rolling_average_correlation_matches_pandas():
     df = pd.DataFrame(common + rng.normal(0, 0.01, (T, N)), columns=list("ABCD"))
     df.iloc[:15, 3] = np.nan  # D enters late
     df.iloc[20, 1] = np.nan  # B has a hole
-    got = risk.rolling_average_correlation(df, window=W)
+    got = analytics.rolling_average_correlation(df, window=W)
     for t in range(W - 1, T):
         win = df.iloc[t - W + 1 : t + 1]
         live = win.columns[win.notna().all()]
@@ -402,9 +402,9 @@ def test_rolling_average_correlation_matches_pandas():
     ref = [
         (rc.loc[t].to_numpy().sum() - 3) / 6 if t >= W - 1 else np.nan for t in range(T)
     ]
-    np.testing.assert_allclose(risk.rolling_average_correlation(full, W).to_numpy(), ref, rtol=1e-10)
+    np.testing.assert_allclose(analytics.rolling_average_correlation(full, W).to_numpy(), ref, rtol=1e-10)
     with pytest.raises(ValueError, match="window"):
-        risk.rolling_average_correlation(df, window=1)
+        analytics.rolling_average_correlation(df, window=1)
 
 
 # ---------------------------------------------------------------- stress tests
@@ -417,7 +417,7 @@ def test_stress_test_windows_missing_symbols_and_worst_windows():
     rets.loc[gfc, "A"] = -0.01
     rets.loc[idx[idx >= "2008-10-01"], "B"] = np.nan  # B stops trading
     w = pd.Series({"A": 0.5, "B": 0.2, "ZZZ": 0.1})
-    out = risk.stress_test(w, rets, worst_k=1, worst_window=21)
+    out = analytics.stress_test(w, rets, worst_k=1, worst_window=21)
     g = out.loc["GFC autumn 2008"]
     n = int(gfc.sum())
     n_b = int(((idx >= "2008-09-01") & (idx < "2008-10-01")).sum())
@@ -439,7 +439,7 @@ def test_stress_test_worst_windows_do_not_overlap_and_bad_input():
     rng = np.random.default_rng(9)
     idx = pd.bdate_range("2015-01-01", periods=300)
     rets = pd.DataFrame(rng.normal(0, 0.01, (300, 2)), index=idx, columns=["A", "B"])
-    out = risk.stress_test(pd.Series({"A": 1.0, "B": -0.5}), rets, windows={}, worst_k=3, worst_window=10)
+    out = analytics.stress_test(pd.Series({"A": 1.0, "B": -0.5}), rets, windows={}, worst_k=3, worst_window=10)
     assert list(out.index) == ["worst 10d #1", "worst 10d #2", "worst 10d #3"]
     assert out["cumulative_return"].is_monotonic_increasing
     spans = sorted(zip(out["start"], out["end"], strict=True))
@@ -448,11 +448,11 @@ def test_stress_test_worst_windows_do_not_overlap_and_bad_input():
     brute = ((1 + rp).rolling(10).apply(np.prod, raw=True) - 1).min()
     assert out["cumulative_return"].iloc[0] == pytest.approx(brute, rel=1e-10)
     with pytest.raises(ValueError, match="DatetimeIndex"):
-        risk.stress_test(pd.Series({"A": 1.0}), rets.reset_index(drop=True))
+        analytics.stress_test(pd.Series({"A": 1.0}), rets.reset_index(drop=True))
     with pytest.raises(ValueError, match="start .* after end"):
-        risk.stress_test(pd.Series({"A": 1.0}), rets, windows={"x": ("2016-01-01", "2015-01-01")})
+        analytics.stress_test(pd.Series({"A": 1.0}), rets, windows={"x": ("2016-01-01", "2015-01-01")})
     with pytest.raises(ValueError, match="finite"):
-        risk.stress_test(pd.Series({"A": np.inf}), rets)
+        analytics.stress_test(pd.Series({"A": np.inf}), rets)
 
 
 # ---------------------------------------------------------------- optimisation
@@ -464,7 +464,7 @@ def test_min_variance_two_uncorrelated_assets_is_inverse_variance():
     b = 0.02 * np.tile([1.0, 1.0, -1.0, -1.0], 25)
     rets = pd.DataFrame({"A": a, "B": b})
     assert abs(rets.cov().iloc[0, 1]) < 1e-20
-    w = risk.optimise_weights(rets, "min_variance")
+    w = portfolio.optimise_weights(rets, "min_variance")
     np.testing.assert_allclose(w.to_numpy(), [0.02**2 / (0.01**2 + 0.02**2), 0.01**2 / (0.01**2 + 0.02**2)], atol=1e-7)
     assert w.name == "min_variance" and list(w.index) == ["A", "B"]
 
@@ -476,11 +476,11 @@ def test_unconstrained_solutions_match_closed_forms():
     # long-short, only the budget: min variance w = S^-1 1 / 1'S^-1 1; tangency w = S^-1 mu / 1'S^-1 mu
     mv = inv.sum(axis=1) / inv.sum()
     tan = inv @ mu / (inv @ mu).sum()
-    np.testing.assert_allclose(risk.optimise_weights(rets, "min_variance", long_only=False).to_numpy(), mv, atol=1e-6)
-    np.testing.assert_allclose(risk.optimise_weights(rets, "max_sharpe", long_only=False).to_numpy(), tan, atol=1e-6)
+    np.testing.assert_allclose(portfolio.optimise_weights(rets, "min_variance", long_only=False).to_numpy(), mv, atol=1e-6)
+    np.testing.assert_allclose(portfolio.optimise_weights(rets, "max_sharpe", long_only=False).to_numpy(), tan, atol=1e-6)
     rf = 0.0002
     tan_rf = inv @ (mu - rf) / (inv @ (mu - rf)).sum()
-    got = risk.optimise_weights(rets, "max_sharpe", long_only=False, risk_free_rate=rf)
+    got = portfolio.optimise_weights(rets, "max_sharpe", long_only=False, risk_free_rate=rf)
     np.testing.assert_allclose(got.to_numpy(), tan_rf, atol=1e-6)
 
 
@@ -494,13 +494,13 @@ def _five_assets(seed=10, T=500):
 
 def test_risk_parity_equalises_risk_contributions():
     rets = _five_assets()
-    w = risk.optimise_weights(rets, "risk_parity")
+    w = portfolio.optimise_weights(rets, "risk_parity")
     cov = rets.cov().to_numpy()
     rc = w.to_numpy() * (cov @ w.to_numpy())
     np.testing.assert_allclose(rc / rc.sum(), 0.2, atol=1e-4)
     assert w.sum() == pytest.approx(1.0, abs=1e-9) and (w >= 0).all()
     # budget 0.5 halves the weights (risk parity is scale invariant)
-    w2 = risk.optimise_weights(rets, "risk_parity", budget=0.5, limits=Limits(max_position=1.0, max_net=1.0))
+    w2 = portfolio.optimise_weights(rets, "risk_parity", budget=0.5, limits=Limits(max_position=1.0, max_net=1.0))
     np.testing.assert_allclose(w2.to_numpy(), 0.5 * w.to_numpy(), atol=1e-5)
 
 
@@ -508,46 +508,46 @@ def test_optimisation_respects_limits():
     rets = _five_assets()
     lim = Limits(max_position=0.3, max_gross=1.0, max_net=1.0)
     for method in ("max_sharpe", "min_variance", "risk_parity", "black_litterman"):
-        w = risk.optimise_weights(rets, method, lim)
+        w = portfolio.optimise_weights(rets, method, lim)
         assert (w.abs() <= 0.3).all() and (w >= 0).all(), method
         assert w.sum() == pytest.approx(1.0, abs=1e-6), method
-    unconstrained = risk.optimise_weights(rets, "max_sharpe")
+    unconstrained = portfolio.optimise_weights(rets, "max_sharpe")
     assert unconstrained.max() > 0.3  # so the bound above did bind
     ls = Limits(max_position=0.6, max_gross=1.4, max_net=1.0)
-    w = risk.optimise_weights(rets, "max_sharpe", ls, long_only=False)
+    w = portfolio.optimise_weights(rets, "max_sharpe", ls, long_only=False)
     assert w.abs().sum() <= 1.4 + 1e-12 and (w.abs() <= 0.6).all() and w.sum() == pytest.approx(1.0, abs=1e-6)
-    w = risk.optimise_weights(rets, "min_variance", Limits(max_position=0.5, max_gross=2.0, max_net=0.0), long_only=False, budget=0.0)
+    w = portfolio.optimise_weights(rets, "min_variance", Limits(max_position=0.5, max_gross=2.0, max_net=0.0), long_only=False, budget=0.0)
     assert abs(w.sum()) <= 1e-12 and w.abs().sum() <= 2.0 + 1e-12
 
 
 def test_black_litterman_without_views_returns_market_weights():
     rets = _five_assets()
     mkt = pd.Series({"A": 0.35, "B": 0.25, "C": 0.2, "D": 0.15, "E": 0.05})
-    w = risk.optimise_weights(rets, "black_litterman", market_weights=mkt, risk_aversion=2.5)
+    w = portfolio.optimise_weights(rets, "black_litterman", market_weights=mkt, risk_aversion=2.5)
     np.testing.assert_allclose(w.to_numpy(), mkt.to_numpy(), atol=1e-4)
     # a bullish absolute view on E raises its weight; a relative view A over B moves weight to A
-    w_e = risk.optimise_weights(rets, "black_litterman", market_weights=mkt, views={"E": 0.002})
+    w_e = portfolio.optimise_weights(rets, "black_litterman", market_weights=mkt, views={"E": 0.002})
     assert w_e["E"] > mkt["E"] + 0.01
-    w_ab = risk.optimise_weights(rets, "black_litterman", market_weights=mkt, views=["A - B == 0.001"])
+    w_ab = portfolio.optimise_weights(rets, "black_litterman", market_weights=mkt, views=["A - B == 0.001"])
     assert w_ab["A"] > mkt["A"] + 0.01 and w_ab["B"] < mkt["B"] - 0.01
     with pytest.raises(ValueError, match="market_weights lack symbols.*'E'"):
-        risk.optimise_weights(rets, "black_litterman", market_weights=mkt.drop("E"))
+        portfolio.optimise_weights(rets, "black_litterman", market_weights=mkt.drop("E"))
 
 
 def test_optimisation_errors_name_the_method():
     rets = _five_assets()
-    with pytest.raises(risk.OptimisationError, match="risk_parity.*infeasible"):
-        risk.optimise_weights(rets, "risk_parity", Limits(max_position=0.1))
-    with pytest.raises(risk.OptimisationError, match="max_sharpe"):
-        risk.optimise_weights(rets - 0.01, "max_sharpe")
+    with pytest.raises(portfolio.OptimisationError, match="risk_parity.*infeasible"):
+        portfolio.optimise_weights(rets, "risk_parity", Limits(max_position=0.1))
+    with pytest.raises(portfolio.OptimisationError, match="max_sharpe"):
+        portfolio.optimise_weights(rets - 0.01, "max_sharpe")
     with pytest.raises(ValueError, match="method must be one of"):
-        risk.optimise_weights(rets, "hrp")
+        portfolio.optimise_weights(rets, "hrp")
     with pytest.raises(ValueError, match="budget 1.0 exceeds Limits.max_net"):
-        risk.optimise_weights(rets, "min_variance", Limits(max_position=1, max_net=0.5))
+        portfolio.optimise_weights(rets, "min_variance", Limits(max_position=1, max_net=0.5))
     with pytest.raises(ValueError, match="risk parity is long only"):
-        risk.optimise_weights(rets, "risk_parity", long_only=False)
+        portfolio.optimise_weights(rets, "risk_parity", long_only=False)
     with pytest.raises(ValueError, match="complete rows"):
-        risk.optimise_weights(rets.iloc[:1], "min_variance")
+        portfolio.optimise_weights(rets.iloc[:1], "min_variance")
 
 
 # ---------------------------------------------------------------- pre-trade check
@@ -558,7 +558,7 @@ def test_pre_trade_check_records_every_violation():
     target = pd.Series({"A": 0.05, "B": np.nan, "C": 0.015, "D": -0.01, "E": 0.01, "F": 0.01})
     prices = pd.Series({"A": 10.0, "B": 20.0, "C": np.nan, "D": 0.5, "E": 30.0, "G": 40.0})
     current = pd.Series({"B": 0.01, "C": 0.01, "G": 0.01})
-    res = risk.pre_trade_check(target, prices, lim, current_weights=current, equity=100_000.0)
+    res = portfolio.pre_trade_check(target, prices, lim, current_weights=current, equity=100_000.0)
     # A clipped 0.05 -> 0.02; B NaN -> kept 0.01; C no price -> frozen 0.01; D below min price -> 0;
     # E 0.01; F no price -> frozen at 0; G not targeted -> 0. Gross 0.04 <= 0.05.
     expected = pd.Series({"A": 0.02, "B": 0.01, "C": 0.01, "D": 0.0, "E": 0.01, "F": 0.0, "G": 0.0})
@@ -570,17 +570,17 @@ def test_pre_trade_check_records_every_violation():
     assert res.trades["A"] == pytest.approx(0.02) and res.trades["G"] == pytest.approx(-0.01)
     assert res.shares["A"] == pytest.approx(0.02 * 100_000 / 10) and np.isnan(res.shares["C"])
     # a clean order passes untouched, including a gross that equals the cap up to rounding
-    ok = risk.pre_trade_check({"A": 0.01, "E": -0.01}, prices, lim)
+    ok = portfolio.pre_trade_check({"A": 0.01, "E": -0.01}, prices, lim)
     assert ok.ok and ok.within_limits and ok.violations.empty
     six = {f"S{i}": 0.01 for i in range(6)}  # sums to 0.060000000000000005
-    ok = risk.pre_trade_check(six, dict.fromkeys(six, 10.0), Limits(max_position=0.01, max_gross=0.06))
+    ok = portfolio.pre_trade_check(six, dict.fromkeys(six, 10.0), Limits(max_position=0.01, max_gross=0.06))
     assert ok.ok and (ok.accepted == 0.01).all()
 
 
 def test_pre_trade_check_gross_net_leverage_and_turnover():
     lim = Limits(max_position=0.5, max_gross=1.0, max_net=0.2, max_leverage=0.8)
     prices = {s: 10.0 for s in "ABCD"}
-    res = risk.pre_trade_check({"A": 0.4, "B": 0.4, "C": 0.3, "D": -0.1}, prices, lim)
+    res = portfolio.pre_trade_check({"A": 0.4, "B": 0.4, "C": 0.3, "D": -0.1}, prices, lim)
     # gross 1.2 > 1.0 and > 0.8 -> x 2/3: [0.2667, 0.2667, 0.2, -0.0667]; net 0.6667 > 0.2 -> longs
     # x (0.0667 + 0.2) / 0.7333
     g = 2 / 3
@@ -591,7 +591,7 @@ def test_pre_trade_check_gross_net_leverage_and_turnover():
     assert res.accepted.sum() == pytest.approx(0.2, rel=1e-12)
     # turnover: the book moves a third of the way from current to the limited target
     lim_t = Limits(max_position=0.5, max_turnover=0.2)
-    res = risk.pre_trade_check({"A": 0.4}, prices, lim_t, current_weights={"A": 0.0, "B": 0.2})
+    res = portfolio.pre_trade_check({"A": 0.4}, prices, lim_t, current_weights={"A": 0.0, "B": 0.2})
     # target A 0.4, B 0 (no target): turnover 0.6 -> lambda 1/3
     np.testing.assert_allclose(res.accepted.to_numpy(), [0.4 / 3, 0.2 - 0.2 / 3], rtol=1e-12)
     assert list(res.violations["check"]) == ["missing_target", "max_turnover"]
@@ -599,19 +599,19 @@ def test_pre_trade_check_gross_net_leverage_and_turnover():
 
 def test_pre_trade_check_unresolved_when_frozen_names_break_limits():
     lim = Limits(max_position=0.02, max_gross=0.05)
-    res = risk.pre_trade_check({"A": 0.01, "B": 0.01}, {"B": 5.0}, lim, current_weights={"A": 0.06, "B": 0.0})
+    res = portfolio.pre_trade_check({"A": 0.01, "B": 0.01}, {"B": 5.0}, lim, current_weights={"A": 0.06, "B": 0.0})
     assert not res.within_limits
     assert res.accepted["A"] == 0.06 and res.accepted["B"] == 0.0  # B scaled to 0 to make room, A frozen
     checks = list(res.violations["check"])
     assert "unknown_price" in checks and "unresolved" in checks and "max_gross" in checks
     with pytest.raises(ValueError, match="current_weights must be finite"):
-        risk.pre_trade_check({"A": 0.01}, {"A": 1.0}, lim, current_weights={"A": np.nan})
+        portfolio.pre_trade_check({"A": 0.01}, {"A": 1.0}, lim, current_weights={"A": np.nan})
     with pytest.raises(ValueError, match="equity"):
-        risk.pre_trade_check({"A": 0.01}, {"A": 1.0}, lim, equity=0.0)
+        portfolio.pre_trade_check({"A": 0.01}, {"A": 1.0}, lim, equity=0.0)
     with pytest.raises(TypeError, match="limits"):
-        risk.pre_trade_check({"A": 0.01}, {"A": 1.0}, {"max_position": 0.1})
+        portfolio.pre_trade_check({"A": 0.01}, {"A": 1.0}, {"max_position": 0.1})
     with pytest.raises(ValueError, match="prices has duplicate symbols"):
-        risk.pre_trade_check({"A": 0.01}, pd.Series([1.0, 2.0], index=["A", "A"]), lim)
+        portfolio.pre_trade_check({"A": 0.01}, pd.Series([1.0, 2.0], index=["A", "A"]), lim)
 
 
 @settings(max_examples=50, deadline=None)
@@ -620,9 +620,9 @@ def test_pre_trade_check_accepts_only_within_limits(lim, seed, N):
     rng = np.random.default_rng(seed)
     syms = [f"S{i}" for i in range(N)]
     target = pd.Series(rng.normal(0, 0.3, N), index=syms)
-    current = apply = risk.apply_limits(pd.Series(rng.normal(0, 0.1, N), index=syms), lim)
+    current = apply = portfolio.apply_limits(pd.Series(rng.normal(0, 0.1, N), index=syms), lim)
     prices = pd.Series(rng.uniform(1, 100, N), index=syms)
-    res = risk.pre_trade_check(target, prices, lim, current_weights=current)
+    res = portfolio.pre_trade_check(target, prices, lim, current_weights=current)
     w = res.accepted.to_numpy()
     tol = 1e-12
     assert res.within_limits
@@ -636,8 +636,9 @@ def test_pre_trade_check_accepts_only_within_limits(lim, seed, N):
         assert not res.violations.empty
 
 
+@pytest.mark.slow
 def test_overlay_strategies_run_the_same_backtest_with_and_without_overlays():
-    from kit import backtest, features
+    from kit import features
 
     rng = np.random.default_rng(11)
     dates = pd.bdate_range("2015-01-01", periods=400)
@@ -645,8 +646,8 @@ def test_overlay_strategies_run_the_same_backtest_with_and_without_overlays():
     high, low = close * 1.01, close * 0.99
     vol = features.ex_ante_vol(features.daily_returns(close))
     pos = np.sign(close.pct_change(20)).iloc[100:]
-    out = risk.overlay_strategies(close, high, low, pos, vol, cost_bps=5.0)
-    base = backtest.simulate(close.iloc[100:], backtest.vol_scaled_weights(pos, vol.iloc[100:]), 5.0)
+    out = portfolio.overlay_strategies(close, high, low, pos, vol, cost_bps=5.0)
+    base = portfolio.simulate(close.iloc[100:], portfolio.vol_scaled_weights(pos, vol.iloc[100:]), 5.0)
     pd.testing.assert_series_equal(out["base"].returns, base.returns, check_names=False)
     m = out["exposure_multiplier"]
     assert m.between(0.25, 1.0).all()

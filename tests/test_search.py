@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.search import SEARCH_SPACE, search_hyperparameters
+from kit.training.search import SEARCH_SPACE, search_hyperparameters
 
 
 def _close(seed=0, T=700):
@@ -14,7 +14,7 @@ def _close(seed=0, T=700):
 def test_search_stores_every_trial_and_ignores_test_period(tmp_path):
     close = _close()
     until = close.index[600]
-    kw = dict(model="mlp", search_until=until, n_trials=4, seq_len=21, epochs=2, patience=2, seed=1)
+    kw = dict(model="mlp", search_until=until, n_trials=4, lookback=21, epochs=2, patience=2, seed=1)
     a = search_hyperparameters(close, storage=f"sqlite:///{tmp_path / 'a.db'}", **kw)
     assert a.n_trials == 4 and len(a.trials) == 4 and (tmp_path / "a.db").exists()
     assert set(a.best_params) == set(SEARCH_SPACE)

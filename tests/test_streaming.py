@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from kit import features
-from kit.streaming import StreamingFeatures, StreamingStateError
+from kit.features import StreamingFeatures, StreamingStateError
 
 
 def universe(T=500, N=50, seed=0):

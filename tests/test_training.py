@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kit import training
+from kit import features, models, training
 from kit.models import DeepMomentumLSTM, DMNConfig, build_model
 
 DATES = pd.bdate_range("2010-01-01", periods=2000)
@@ -48,7 +48,7 @@ def test_make_sequences_end_aligned_with_mask():
     X = np.arange(T * N * F, dtype=float).reshape(T, N, F)
     y = np.ones((T, N))
     X[:10, 1] = np.nan
-    Xs, ys, ms = training.make_sequences(X, y, 0, 130, seq_len=63)
+    Xs, ys, ms = features.make_sequences(X, y, 0, 130, lookback=63)
     assert Xs.shape == (4, 63, 3) and ys.shape == ms.shape == (4, 63)
     # first window ends at 130 (most recent), second at 67; leading 4 dates dropped
     np.testing.assert_array_equal(Xs[0, -1], X[129, 0])
@@ -60,11 +60,11 @@ def test_make_sequences_end_aligned_with_mask():
 def test_rolling_windows_end_at_each_decision_date():
     T, N, F = 50, 2, 1
     X = np.arange(T * N * F, dtype=float).reshape(T, N, F)
-    W, valid = training.rolling_windows(X, 40, 45, seq_len=5)
+    W, valid = features.rolling_windows(X, 40, 45, lookback=5)
     assert W.shape == (5 * 2, 5, 1) and valid.shape == (5, 2)
     np.testing.assert_array_equal(W[0, :, 0], X[36:41, 0, 0])  # date 40, symbol 0
     np.testing.assert_array_equal(W[3, :, 0], X[37:42, 1, 0])  # date 41, symbol 1
-    W0, _ = training.rolling_windows(X, 2, 3, seq_len=5)  # zero-padded before the first date
+    W0, _ = features.rolling_windows(X, 2, 3, lookback=5)  # zero-padded before the first date
     np.testing.assert_array_equal(W0[0, :, 0], [0, 0, X[0, 0, 0], X[1, 0, 0], X[2, 0, 0]])
 
 
@@ -79,8 +79,8 @@ def _toy_data(seed=0):
 
 def test_trainer_learns_signal_and_restores_best_weights():
     X, y = _toy_data()
-    tr = training.make_sequences(X, y, 0, 400, 20)
-    va = training.make_sequences(X, y, 400, 500, 20)
+    tr = features.make_sequences(X, y, 0, 400, 20)
+    va = features.make_sequences(X, y, 400, 500, 20)
     torch.manual_seed(0)
     model = DeepMomentumLSTM(DMNConfig(n_features=2, hidden_size=8, dropout=0.0))
     res = training.Trainer(training.TrainConfig(epochs=30, patience=5, lr=0.01, batch_size=16)).fit(model, tr, va)
@@ -102,8 +102,8 @@ def test_predict_positions_nan_where_features_missing():
 
 def test_checkpoint_round_trip(tmp_path):
     model = DeepMomentumLSTM(DMNConfig(n_features=8, hidden_size=5))
-    path = training.save_checkpoint(tmp_path / "m.pt", model, feature_names=list("abcdefgh"), data_sha256="abc", train_period=("2010-01-01", "2015-12-31"))
-    loaded, payload = training.load_checkpoint(path)
+    path = models.save_checkpoint(tmp_path / "m.pt", model, feature_names=list("abcdefgh"), data_sha256="abc", train_period=("2010-01-01", "2015-12-31"))
+    loaded, payload = models.load_checkpoint(path)
     assert payload["feature_names"] == list("abcdefgh") and payload["data_sha256"] == "abc"
     assert payload["train_period"] == ["2010-01-01", "2015-12-31"]
     x = torch.randn(2, 10, 8)
@@ -117,7 +117,7 @@ def test_walk_forward_dmn_is_deterministic_and_out_of_sample_only():
     rng = np.random.default_rng(3)
     dates = pd.bdate_range("2005-01-03", periods=900)
     close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (900, 3)), 0)), index=dates, columns=["A", "B", "C"])
-    kw = dict(test_start=dates[700], test_size=100, seq_len=21, hidden_size=4, train=training.TrainConfig(epochs=2, seed=7), progress=False)
+    kw = dict(test_start=dates[700], test_size=100, lookback=21, hidden_size=4, train=training.TrainConfig(epochs=2, seed=7), progress=False)
     a = training.walk_forward_dmn(close, **kw)
     b = training.walk_forward_dmn(close, **kw)
     pd.testing.assert_frame_equal(a.positions, b.positions)
@@ -133,6 +133,7 @@ def _ldtm_frames(days=700, symbols=("A", "B", "C"), seed=5):
     return data.wide_fields(prices)
 
 
+@pytest.mark.slow
 def test_walk_forward_ldtm_out_of_sample_no_leakage_and_no_look_ahead(tmp_path):
     frames = _ldtm_frames()
     dates = frames["close"].index
@@ -168,6 +169,7 @@ def test_ldtm_positions_scale_and_errors():
         training.ldtm_positions(np.zeros(2), np.ones(2), 0.0)
 
 
+@pytest.mark.slow
 def test_walk_forward_ldtm_rejects_bad_stride():
     with pytest.raises(ValueError, match="sample_stride"):
         training.walk_forward_ldtm(_ldtm_frames(days=300), test_start="2020-06-01", sample_stride=0)

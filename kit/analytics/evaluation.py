@@ -1,0 +1,144 @@
+"""Model evaluation for the registry and its promotion gate: out-of-sample metrics per walk-forward
+fold and over the whole stitched test period.
+
+On each walk-forward test block, with ``r_{t+1} = close_{t+1} / close_t - 1``:
+
+* ``direction_accuracy``: share of calls with ``sign(call_t) == sign(r_{t+1})`` over (date, symbol)
+  pairs with a non-zero call and a known next-day return, where the call is the position (position
+  models) or the 1-day forecast (forecasters). A zero realised return counts as a miss.
+* ``mape`` (forecasters): mean absolute percentage error of the predicted PRICE at the next-day
+  horizon, ``|close_t (1 + f_{t,1}) - close_{t+1}| / close_{t+1}`` (seed 003's "average absolute
+  price error"); ``mape_{h}`` for every forecast horizon h is kept in the fold's ``extra``.
+* ``leakage_rows``: the fold's leakage count recorded by the trainer (max over an ensemble's members,
+  which share the split).
+* ``sharpe_ratio``: annualised Sharpe ratio (:func:`kit.analytics.sharpe.sharpe_ratio`, 252 days) of the equal-weight average of
+  the volatility-scaled captured returns ``position_t r_{t+1} / sigma_t`` (Lim et al., 2019, eq. 1 up
+  to the constant target volatility; ``sigma`` is :func:`kit.features.indicators.ex_ante_vol`); forecasters
+  trade ``sign(f_{t,1})``. ``benchmark_sharpe``: the same for long only (position 1) on the same
+  (date, symbol) pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..features import daily_returns, ex_ante_vol
+from .sharpe import sharpe_ratio
+
+__all__ = ["fold_metrics", "oos_metrics"]
+
+
+
+def _check_close(close: pd.DataFrame, frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    if not isinstance(close, pd.DataFrame):
+        raise TypeError(f"close must be a (T, N) DataFrame, got {type(close).__name__}")
+    missing = [c for c in frame.columns if c not in close.columns]
+    if missing:
+        raise ValueError(f"{what} has symbols not in close: {missing[:5]}")
+    outside = frame.index.difference(close.index)
+    if len(outside):
+        raise ValueError(f"{what} has dates not in close, first {outside[0].date()}")
+    return close[list(frame.columns)].astype("float64")
+
+
+
+def _captured(calls: pd.DataFrame, r1: pd.DataFrame, vol: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    live = np.isfinite(calls) & np.isfinite(r1) & (vol > 0)
+    strat = (calls * r1 / vol).where(live).mean(axis=1).dropna()
+    bench = (r1 / vol).where(live).mean(axis=1).dropna()
+    return strat, bench
+
+
+
+def _sharpe(r: pd.Series) -> float | None:
+    """Annualised Sharpe ratio of ``r``, or None when undefined (fewer than 2 days, zero dispersion)."""
+    v = sharpe_ratio(r) if len(r) >= 2 else float("nan")
+    return v if np.isfinite(v) else None
+
+
+def _calls_and_inputs(result, close, forecasts):
+    positions = getattr(result, "positions", None)
+    if forecasts is None:
+        forecasts = getattr(result, "forecasts", None)
+    forecasts = {int(h): f for h, f in (forecasts or {}).items()}
+    if forecasts and 1 not in forecasts:
+        raise ValueError(f"forecasts need the 1-day horizon (key 1), got horizons {sorted(forecasts)}")
+    if positions is None and not forecasts:
+        raise ValueError("result has no positions and no forecasts were given")
+    ref = forecasts[1] if forecasts else positions
+    c = _check_close(close, ref, "forecasts[1]" if forecasts else "result.positions")
+    calls = np.sign(forecasts[1]) if forecasts else positions
+    trade = positions if positions is not None else np.sign(forecasts[1])
+    vol = ex_ante_vol(daily_returns(c)).reindex(ref.index)
+    r1 = (c.shift(-1) / c - 1.0).reindex(ref.index)
+    return calls, trade, forecasts, c, r1, vol
+
+
+
+def fold_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None) -> pd.DataFrame:
+    """Out-of-sample metrics per walk-forward fold, for the registry and the promotion gate.
+
+    Parameters
+    ----------
+    result : :class:`kit.training.walk_forward.WalkForwardResult` (or any object with ``folds``, a frame with
+        ``fold, test_start, test_end, leakage_rows`` per fold and model, and ``positions``, the
+        stitched ``(T_test, N)`` out-of-sample positions in [-1, 1], which may be None for a
+        forecaster when ``forecasts`` is given).
+    close : (T, N) DataFrame of (adjusted) closes covering the test dates plus the next 21 days.
+    forecasts : optional mapping horizon (trading days) -> ``(T_test, N)`` DataFrame of forecast
+        simple returns over that horizon (a forecaster such as :class:`kit.models.ldtm.LDTMForecaster`);
+        default ``result.forecasts`` when the result has them (:func:`kit.training.walk_forward.walk_forward_ldtm`);
+        horizon 1 is required. Its sign is the direction call and, without positions, the traded
+        position.
+
+    Returns
+    -------
+    DataFrame, one row per fold: ``fold`` (int), ``test_start``, ``test_end`` (date), ``n_obs``
+    (directional calls with a known outcome), ``direction_accuracy``, ``mape`` (NaN for position
+    models), ``leakage_rows`` (int), ``sharpe_ratio``, ``benchmark_sharpe`` (annualised; NaN when
+    undefined), plus ``mape_{h}`` per forecast horizon. Formulas in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        Missing fold columns, symbols or dates of the predictions not in ``close``, forecasts without
+        horizon 1.
+    """
+    folds = getattr(result, "folds", None)
+    if folds is None or not {"fold", "test_start", "test_end", "leakage_rows"} <= set(folds.columns):
+        raise ValueError("result.folds must have columns fold, test_start, test_end, leakage_rows")
+    calls, trade, forecasts, c, r1, vol = _calls_and_inputs(result, close, forecasts)
+    per_fold = folds.groupby("fold").agg(test_start=("test_start", "first"), test_end=("test_end", "first"), leakage_rows=("leakage_rows", "max"))
+    rows = []
+    for fold, f in per_fold.iterrows():
+        ts, te = pd.Timestamp(f["test_start"]), pd.Timestamp(f["test_end"])
+        idx = calls.index[(calls.index >= ts) & (calls.index <= te)]
+        d, r = calls.loc[idx].to_numpy(float), r1.loc[idx].to_numpy(float)
+        called = np.isfinite(d) & (d != 0) & np.isfinite(r)
+        n_obs = int(called.sum())
+        acc = float((np.sign(d) == np.sign(r))[called].mean()) if n_obs else float("nan")
+        row = {"fold": int(fold), "test_start": ts.date(), "test_end": te.date(), "n_obs": n_obs, "direction_accuracy": acc, "mape": float("nan"), "leakage_rows": int(f["leakage_rows"])}
+        for h, fc in sorted(forecasts.items()):
+            pred = c.loc[idx] * (1.0 + fc.reindex(index=idx, columns=c.columns))
+            actual = c.shift(-h).loc[idx]
+            ape = ((pred - actual).abs() / actual).to_numpy(float)
+            ape = ape[np.isfinite(ape)]
+            row[f"mape_{h}"] = float(ape.mean()) if len(ape) else float("nan")
+        if forecasts:
+            row["mape"] = row["mape_1"]
+        strat, bench = _captured(trade.loc[idx], r1.loc[idx], vol.loc[idx])
+        row["sharpe_ratio"] = _sharpe(strat) if _sharpe(strat) is not None else float("nan")
+        row["benchmark_sharpe"] = _sharpe(bench) if _sharpe(bench) is not None else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+
+def oos_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None) -> dict:
+    """Whole stitched out-of-sample period: ``{"sharpe_ratio", "benchmark_sharpe", "n_days"}``
+    (annualised Sharpe ratios as in :func:`fold_metrics`; None when undefined)."""
+    calls, trade, forecasts, c, r1, vol = _calls_and_inputs(result, close, forecasts)
+    strat, bench = _captured(trade, r1, vol)
+    return {"sharpe_ratio": _sharpe(strat), "benchmark_sharpe": _sharpe(bench), "n_days": int(len(strat))}
+

@@ -1,0 +1,44 @@
+"""Fault injection for the kit's crash tests, in one place.
+
+Production code marks the points where a crash must leave consistent state with
+``fault_point("name")``. Nothing happens there in normal runs. Tests use two mechanisms:
+
+* ``KIT_FAULT_AT=<name>`` in a child process's environment: the process dies at that point at once
+  with ``os._exit(137)``, as a SIGKILL would (no cleanup, no rollback handlers);
+* :func:`set_hook` in-process: a callable run at the point (e.g. to pause inside a transaction while
+  another process tries to write).
+
+Points in the kit: ``registry.register_before_commit``, ``registry.gate_before_commit``,
+``ledger.snapshot_before_commit``, ``ledger.fillback_before_commit``, and the paper step's
+``paper.after_fills``, ``paper.after_journal``, ``paper.after_first_submit``, ``paper.after_submit``,
+``paper.before_done``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+__all__ = ["fault_point", "set_hook", "FAULT_ENV"]
+
+FAULT_ENV = "KIT_FAULT_AT"
+_HOOKS: dict = {}
+
+
+def fault_point(name: str) -> None:
+    """Die here if ``$KIT_FAULT_AT == name``; run the hook set for ``name``, if any."""
+    if os.environ.get(FAULT_ENV) == name:
+        os._exit(137)
+    fn = _HOOKS.get(name)
+    if fn is not None:
+        fn()
+
+
+@contextlib.contextmanager
+def set_hook(name: str, fn):
+    """Run ``fn()`` at ``fault_point(name)`` inside the ``with`` block (tests only)."""
+    _HOOKS[name] = fn
+    try:
+        yield
+    finally:
+        _HOOKS.pop(name, None)

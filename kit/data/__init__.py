@@ -1,0 +1,31 @@
+"""Data: the price schema (:mod:`.schema`), reading and adjusting prices (:mod:`.load`), validation
+(:mod:`.validate`), universe selection (:mod:`.universe`) and daily bar sources (:mod:`.sources`:
+the Parquet store and Alpaca market data, whose HTTP plumbing is :mod:`.alpaca_http`)."""
+
+from ..paths import default_store, sample_store
+from .load import adjust_prices, data_sha256, load_prices, read_prices, to_wide, trading_calendar, wide_fields
+from .schema import OPTIONAL_COLUMNS, PRICE_FIELDS, REQUIRED_COLUMNS, DataFormatError, DataValidationError
+from .universe import load_universe, select_universe, universe_summary
+from .validate import ValidationReport, validate_prices
+
+__all__ = [
+    "DataFormatError",
+    "DataValidationError",
+    "ValidationReport",
+    "REQUIRED_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "PRICE_FIELDS",
+    "default_store",
+    "sample_store",
+    "read_prices",
+    "validate_prices",
+    "adjust_prices",
+    "load_prices",
+    "to_wide",
+    "wide_fields",
+    "select_universe",
+    "data_sha256",
+    "trading_calendar",
+    "load_universe",
+    "universe_summary",
+]

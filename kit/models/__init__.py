@@ -1,0 +1,74 @@
+"""Models: one module per family (:mod:`.dmn_lstm`, :mod:`.transformer`, :mod:`.baselines`,
+:mod:`.ldtm`, :mod:`.ensemble`), the catalogue of names, labels and factories (:mod:`.catalogue`),
+losses (:mod:`.losses`), one safe save/load (:mod:`.checkpoints`) and export (:mod:`.export`).
+
+Forward takes ``(batch, lookback, features)`` float32; position models return positions in [-1, 1]
+of shape ``(batch, lookback)``; forecasters return forward returns ``(batch, horizons)``.
+"""
+
+from .baselines import BaselineConfig, PerStepBaseline
+from .catalogue import (
+    CATALOGUE,
+    MODEL_LABELS,
+    MODEL_NAMES,
+    POSITION_MODELS,
+    ModelSpec,
+    build_model,
+    make_model,
+    model_spec,
+)
+from .checkpoints import (
+    CheckpointError,
+    ForecasterBundle,
+    load_checkpoint,
+    read_payload,
+    save_bundle,
+    save_checkpoint,
+    save_ensemble,
+)
+from .dmn_lstm import DeepMomentumLSTM, DMNConfig
+from .ensemble import PositionEnsemble, ensemble_weights
+from .ldtm import LDTMConfig, LDTMForecaster, window_minmax
+from .losses import combined_loss, multi_horizon_mse, sharpe_loss
+from .transformer import (
+    GatedResidualNetwork,
+    InterpretableMultiHeadAttention,
+    MomentumTransformer,
+    TransformerConfig,
+    VariableSelectionNetwork,
+)
+
+__all__ = [
+    "BaselineConfig",
+    "PerStepBaseline",
+    "CATALOGUE",
+    "MODEL_LABELS",
+    "MODEL_NAMES",
+    "POSITION_MODELS",
+    "ModelSpec",
+    "build_model",
+    "make_model",
+    "model_spec",
+    "CheckpointError",
+    "ForecasterBundle",
+    "load_checkpoint",
+    "read_payload",
+    "save_bundle",
+    "save_checkpoint",
+    "save_ensemble",
+    "DeepMomentumLSTM",
+    "DMNConfig",
+    "PositionEnsemble",
+    "ensemble_weights",
+    "LDTMConfig",
+    "LDTMForecaster",
+    "window_minmax",
+    "combined_loss",
+    "multi_horizon_mse",
+    "sharpe_loss",
+    "GatedResidualNetwork",
+    "InterpretableMultiHeadAttention",
+    "MomentumTransformer",
+    "TransformerConfig",
+    "VariableSelectionNetwork",
+]

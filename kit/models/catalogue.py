@@ -1,0 +1,145 @@
+"""The model catalogue: every model of the kit in one table, with its label, kind, configuration class
+and factory. Adding a model is one entry here plus its module.
+
+Kinds: ``position`` models map a window ``(B, L, F)`` to positions ``(B, L)`` in [-1, 1] and train
+with the Sharpe loss; ``forecaster`` models map ``(B, L, F)`` to forward returns ``(B, H)`` per
+horizon and train with the multi-horizon MSE; ``ensemble`` combines position models
+(:class:`kit.models.ensemble.PositionEnsemble`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from .baselines import BaselineConfig, PerStepBaseline
+from .dmn_lstm import DeepMomentumLSTM, DMNConfig
+from .ldtm import LDTMConfig, LDTMForecaster
+from .transformer import MomentumTransformer, TransformerConfig
+
+__all__ = ["ModelSpec", "CATALOGUE", "MODEL_NAMES", "MODEL_LABELS", "POSITION_MODELS", "model_spec", "make_model", "build_model"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the catalogue.
+
+    Attributes
+    ----------
+    name : the key used in profiles, registries and checkpoints (``config["model"]``).
+    label : the name shown in reports.
+    kind : ``"position"``, ``"forecaster"`` or ``"ensemble"``.
+    config : the configuration dataclass (``None`` for the ensemble).
+    make : ``make(n_features, hidden_size, dropout, num_layers, n_heads) -> nn.Module`` from the
+        profiles' flat hyperparameters (``None`` for the ensemble, built from its members).
+    build : ``build(config_dict_without_model_key) -> nn.Module``, rebuilding a checkpoint's model.
+    """
+
+    name: str
+    label: str
+    kind: str
+    config: type | None
+    make: Callable | None
+    build: Callable | None
+
+
+def _ldtm_build(cfg: dict) -> nn.Module:
+    cfg = dict(cfg)
+    if "horizons" in cfg:
+        cfg["horizons"] = tuple(cfg["horizons"])
+    return LDTMForecaster(LDTMConfig(**cfg))
+
+
+CATALOGUE: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec(
+            "dmn_lstm", "DMN (LSTM)", "position", DMNConfig,
+            lambda n, hidden_size=20, dropout=0.1, num_layers=1, n_heads=4: DeepMomentumLSTM(DMNConfig(n, hidden_size, num_layers, dropout)),
+            lambda cfg: DeepMomentumLSTM(DMNConfig(**cfg)),
+        ),
+        ModelSpec(
+            "momentum_transformer", "Momentum Transformer", "position", TransformerConfig,
+            lambda n, hidden_size=20, dropout=0.1, num_layers=1, n_heads=4: MomentumTransformer(TransformerConfig(n, hidden_size, n_heads, dropout)),
+            lambda cfg: MomentumTransformer(TransformerConfig(**cfg)),
+        ),
+        ModelSpec(
+            "linear", "Linear", "position", BaselineConfig,
+            lambda n, hidden_size=20, dropout=0.1, num_layers=1, n_heads=4: PerStepBaseline(BaselineConfig(n, 0, 0.0)),
+            lambda cfg: PerStepBaseline(BaselineConfig(**cfg)),
+        ),
+        ModelSpec(
+            "mlp", "MLP", "position", BaselineConfig,
+            lambda n, hidden_size=20, dropout=0.1, num_layers=1, n_heads=4: PerStepBaseline(BaselineConfig(n, hidden_size, dropout)),
+            lambda cfg: PerStepBaseline(BaselineConfig(**cfg)),
+        ),
+        ModelSpec(
+            "ldtm", "LDTM", "forecaster", LDTMConfig,
+            lambda n, hidden_size=128, dropout=0.2, num_layers=2, n_heads=4: LDTMForecaster(LDTMConfig(n, hidden_size, num_layers, dropout)),
+            _ldtm_build,
+        ),
+        ModelSpec("ensemble", "Ensemble", "ensemble", None, None, None),
+    )
+}
+
+MODEL_NAMES = tuple(n for n, s in CATALOGUE.items() if s.kind != "ensemble")
+"""Every single (non-ensemble) model."""
+MODEL_LABELS = {n: s.label for n, s in CATALOGUE.items()}
+"""name -> report label, ensemble included."""
+POSITION_MODELS = tuple(n for n, s in CATALOGUE.items() if s.kind == "position")
+"""The models trained with the Sharpe loss on the DMN inputs (ensemble members)."""
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The catalogue entry of ``name``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (lists the known ones).
+    """
+    if name not in CATALOGUE:
+        raise ValueError(f"model {name!r} is unknown; known: {list(CATALOGUE)}")
+    return CATALOGUE[name]
+
+
+def make_model(
+    name: str, n_features: int, hidden_size: int = 20, dropout: float = 0.1, num_layers: int = 1, n_heads: int = 4, kind: str | None = None
+) -> nn.Module:
+    """A fresh model from one flat set of hyperparameters: ``dmn_lstm`` (LSTM hidden size, layers,
+    dropout), ``momentum_transformer`` (``d_model = hidden_size``, ``n_heads``, dropout), ``mlp``
+    (one hidden layer of ``hidden_size``), ``linear``, ``ldtm``. ``kind`` (e.g. ``"position"``)
+    refuses a model of another kind.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, a model not of ``kind``, or the ensemble (built from trained members, not
+        from hyperparameters).
+    """
+    spec = model_spec(name)
+    if kind is not None and spec.kind != kind:
+        known = [n for n, s in CATALOGUE.items() if s.kind == kind]
+        raise ValueError(f"model {name!r} is not a {kind} model; known: {known}")
+    if spec.make is None:
+        raise ValueError(f"model {name!r} is built from trained members, not from hyperparameters")
+    return spec.make(n_features, hidden_size, dropout, num_layers, n_heads)
+
+
+def build_model(config: dict) -> nn.Module:
+    """Rebuild a model from the ``config`` dict stored in a checkpoint (``config["model"]`` names a
+    catalogue entry; the other keys are its configuration class's fields).
+
+    Raises
+    ------
+    ValueError
+        Unknown or missing ``config['model']``, or an ensemble config (load those with
+        :func:`kit.models.checkpoints.load_checkpoint`).
+    """
+    cfg = dict(config)
+    name = cfg.pop("model", None)
+    if name not in CATALOGUE or CATALOGUE[name].build is None:
+        raise ValueError(f"config['model']={name!r} is not a known model (single models of the catalogue: {MODEL_NAMES})")
+    return CATALOGUE[name].build(cfg)

@@ -1,0 +1,174 @@
+"""What one stage of a run hands to the next, read and written in one place.
+
+A run folder ``reports/runs/<run_id>/`` holds ``metrics.json`` (headline figures by section, written
+by the notebooks) and ``artifacts/``:
+
+=====================================  ==========================================================
+file                                   written by, content
+=====================================  ==========================================================
+``positions_{model}.parquet``          20_train: out-of-sample positions ``(T_test, N)`` in [-1, 1]
+``forecasts_{model}_{h}d.parquet``     20_train: forecasters' out-of-sample forecast returns
+``folds.csv``, ``training_curves.csv``  20_train: one row per fold and model; curves per epoch
+``checkpoints/``                        20_train: one checkpoint per model and fold
+``search_{model}.csv``, ``search.db``   20_train: optuna trials (when searching)
+``performance.csv`` ... (tables)       30_backtest: :data:`TABLES`
+``strategy_returns.parquet``           30_backtest: daily net returns of every strategy
+``paper_days.csv``                     40_paper_trade: the replay's days
+=====================================  ==========================================================
+
+Notebooks never type these names: they call the functions below. :func:`model_outputs` gives a
+later stage the positions (and forecasts) of an earlier one, training them only when the run holds
+none (a notebook run by hand).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..base.atomic import atomic_path, atomic_write_text
+from ..base.jsonable import jsonable
+
+__all__ = [
+    "TABLES",
+    "artifacts_dir",
+    "checkpoint_dir",
+    "save_metrics",
+    "load_metrics",
+    "save_model_outputs",
+    "load_positions",
+    "load_forecasts",
+    "save_table",
+    "load_table",
+    "save_returns",
+    "model_outputs",
+    "search_storage",
+    "save_search_trials",
+]
+
+TABLES = (
+    "folds", "training_curves", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
+)
+"""The CSV tables a run may hold (``artifacts/<name>.csv``)."""
+
+
+def artifacts_dir(run_dir) -> Path:
+    """``<run_dir>/artifacts`` (created)."""
+    path = Path(run_dir) / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def checkpoint_dir(run_dir) -> Path:
+    """``<run_dir>/artifacts/checkpoints`` (created)."""
+    path = artifacts_dir(run_dir) / "checkpoints"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_metrics(run_dir) -> dict:
+    """Contents of ``run_dir/metrics.json`` ({} when absent)."""
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_metrics(run_dir, section: str, values: dict) -> Path:
+    """Merge ``{section: values}`` into ``run_dir/metrics.json`` atomically. Non-finite floats are
+    stored as null. Returns the file's path."""
+    path = Path(run_dir) / "metrics.json"
+    metrics = load_metrics(run_dir)
+    metrics[section] = jsonable(values)
+    return atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def _parquet(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp)
+    return path
+
+
+def save_model_outputs(run_dir, name: str, positions: pd.DataFrame, forecasts: dict | None = None) -> None:
+    """Write a model's out-of-sample positions and (forecasters) forecasts by horizon."""
+    d = artifacts_dir(run_dir)
+    _parquet(positions, d / f"positions_{name}.parquet")
+    for h, fc in (forecasts or {}).items():
+        _parquet(fc, d / f"forecasts_{name}_{int(h)}d.parquet")
+
+
+def load_positions(run_dir, name: str) -> pd.DataFrame | None:
+    """A model's out-of-sample positions written by :func:`save_model_outputs`, or None."""
+    if not run_dir:
+        return None
+    path = Path(run_dir) / "artifacts" / f"positions_{name}.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def load_forecasts(run_dir, name: str, horizons=(1, 5, 21)) -> dict | None:
+    """A forecaster's out-of-sample forecasts ``{horizon: (T_test, N)}``, or None when it has none."""
+    if not run_dir:
+        return None
+    d = Path(run_dir) / "artifacts"
+    out = {int(h): pd.read_parquet(d / f"forecasts_{name}_{int(h)}d.parquet") for h in horizons if (d / f"forecasts_{name}_{int(h)}d.parquet").exists()}
+    return out or None
+
+
+def search_storage(run_dir) -> str:
+    """The optuna storage URL of a run's hyperparameter searches (``artifacts/search.db``)."""
+    return f"sqlite:///{artifacts_dir(run_dir) / 'search.db'}"
+
+
+def save_search_trials(run_dir, model: str, trials: pd.DataFrame) -> Path:
+    """Write one model's search trials (``artifacts/search_{model}.csv``)."""
+    path = artifacts_dir(run_dir) / f"search_{model}.csv"
+    with atomic_path(path) as tmp:
+        trials.to_csv(tmp, index=False)
+    return path
+
+
+def _table_path(run_dir, name: str) -> Path:
+    if name not in TABLES:
+        raise ValueError(f"table {name!r} is not one of {TABLES}")
+    return artifacts_dir(run_dir) / f"{name}.csv"
+
+
+def save_table(run_dir, name: str, frame: pd.DataFrame, index: bool = False) -> Path:
+    """Write one of the run's :data:`TABLES` as CSV (atomically)."""
+    path = _table_path(run_dir, name)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index)
+    return path
+
+
+def load_table(run_dir, name: str, **read_csv) -> pd.DataFrame | None:
+    """One of the run's :data:`TABLES`, or None when absent."""
+    path = Path(run_dir) / "artifacts" / f"{name}.csv"
+    _table_path(run_dir, name)
+    return pd.read_csv(path, **read_csv) if path.exists() else None
+
+
+def save_returns(run_dir, returns: dict) -> Path:
+    """Daily net returns of every strategy (name -> Series) as one Parquet frame."""
+    return _parquet(pd.DataFrame(returns), artifacts_dir(run_dir) / "strategy_returns.parquet")
+
+
+def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False) -> dict:
+    """Each model's out-of-sample ``(positions, forecasts)``: read from the run when an earlier stage
+    wrote them, else trained here walk-forward with ``settings`` (a
+    :class:`kit.training.WalkForwardSettings`) — the case of a notebook run on its own, e.g. by
+    ``pytest --nbmake``.
+
+    Returns
+    -------
+    dict model name -> ``(positions (T_test, N) DataFrame, forecasts dict or None)``.
+    """
+    out = {}
+    for name in models:
+        pos = load_positions(run_dir, name)
+        if pos is not None:
+            out[name] = (pos, load_forecasts(run_dir, name))
+            continue
+        res = settings.run(frames, name, data_sha256=data_sha256, progress=progress)
+        out[name] = (res.positions, res.forecasts)
+    return out

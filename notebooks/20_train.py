@@ -1,0 +1,203 @@
+# %% [markdown]
+# # 20 · Train the models (walk-forward)
+#
+# **Question.** Out of sample, what positions do the kit's models take on this universe?
+#
+# **Method.** Inputs per symbol and day (the Deep Momentum Network set of Lim, Zohren & Roberts, 2019):
+# returns over 1, 21, 63, 126 and 252 days normalised by the ex-ante volatility (EWM std of daily
+# returns, span 60) and √k, and the MACD indicators of Baz et al. (2015) for (8, 24), (16, 48),
+# (32, 96). Each model maps a 63-day window to a position in [-1, 1]: the DMN LSTM, the Momentum
+# Transformer (Wood et al., 2021), linear and MLP baselines, and an ensemble of members whose weights
+# are fitted on each fold's validation block only. The per-ticker multi-horizon LSTM (`ldtm`, seed 003)
+# is different: one forecaster per symbol on 11 price and volume inputs over 30 days, trained all at
+# once (`kit.training.batched.train_universe`) with a multi-horizon MSE on 1-, 5- and 21-day forward returns
+# (21-day embargo); its position is `tanh(s · forecast_1d / daily ex-ante vol)` with `s` fitted on
+# the fold's validation forecasts. The loss is minus the annualised Sharpe ratio of the
+# captured return `position_t · target_vol / ex_ante_vol_t · r_{t+1}` (target volatility 15%).
+# Walk-forward with an expanding window: before each test block every model is retrained from scratch
+# on all earlier data, the last 10% of the window is the validation set for early stopping, and only
+# the test blocks' positions are kept. Each fold's leakage count (training or validation rows whose
+# target reaches into a later block) is checked and must be 0. With `search_trials > 0` the
+# hyperparameters are first searched with optuna on dates before `test_start` only.
+
+# %% tags=["parameters"]
+# Data and universe (defaults: the small smoke case that CI runs)
+data_path = ""                 # empty: the committed S&P 500 store (or $KIT_DATA)
+symbols = ["AAPL", "MSFT", "JPM", "XOM", "KO", "JNJ"]
+n_symbols = 0                  # > 0: the n most liquid symbols as known on universe_as_of, instead of `symbols`
+universe_as_of = "2009-12-31"  # universe chosen from data up to this date only
+start = "2008-01-01"           # first date loaded (features need about 15 months of warm-up)
+end = "2021-04-21"             # last date loaded
+
+# Walk-forward and models
+models = ["dmn_lstm", "ldtm"]  # any of dmn_lstm, momentum_transformer, linear, mlp, ensemble, ldtm
+members = ["dmn_lstm", "linear", "mlp"]  # members when model is ensemble
+ensemble_method = "stacked"    # equal, inverse_loss or stacked (weights fitted on validation blocks only)
+n_heads = 4                    # Momentum Transformer attention heads (its d_model is hidden_size)
+test_start = "2016-01-01"      # first out-of-sample date
+test_size = 504                # trading days per test block; the model is retrained before each block
+val_fraction = 0.1             # last 10% of each training window is the validation set (early stopping)
+lookback = 63                  # window of the position models, trading days
+hidden_size = 10
+num_layers = 1
+dropout = 0.1
+epochs = 3                     # maximum epochs per fold (early stopping may end sooner)
+patience = 3
+batch_size = 128
+lr = 0.001
+target_vol = 0.15              # annualised volatility target per asset
+max_grad_norm = 1.0
+search_trials = 0              # > 0: optuna search on dates before test_start first (trials are recorded)
+seed = 0
+
+# Per-ticker multi-horizon LSTM (ldtm, seed 003): one model per symbol and fold, 21-day embargo
+ldtm_hidden_size = 16          # seed 003 uses 128, as the profiles do
+ldtm_lookback = 30             # window in trading days
+ldtm_sample_stride = 1         # keep every k-th overlapping training window (most recent first)
+
+# Registry: every trained model is registered as a candidate and put through the promotion gate
+registry_scope = ""            # empty: derived from the universe (registry.universe_scope)
+db_url = ""                    # empty: $KIT_DB_URL or data/state/kit.db in a profile run; a temporary SQLite file when run by hand
+gate = {}                      # promotion thresholds overriding the seed 003 defaults, e.g. min_direction_accuracy
+
+# Set by `python -m kit run`; empty when run by hand (then nothing is saved to a run folder)
+run_dir = ""
+profile = "notebook-defaults"
+
+
+# %%
+# %matplotlib inline
+import tempfile
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from kit import data, reports, training
+from kit.models import MODEL_LABELS
+
+settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
+prices, quality, universe = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end)
+frames = data.wide_fields(prices)
+close = frames["close"]
+out_dir = run_dir or tempfile.mkdtemp(prefix="kit-train-")  # by hand: a scratch folder instead of a run
+print(f"{len(universe)} symbols, {close.index[0].date()} to {close.index[-1].date()}; models {models}; "
+      f"artifacts in {reports.artifacts_dir(out_dir)}")
+
+# %%
+searches = {}
+if search_trials > 0:
+    for name in [m for m in models if m not in ("ensemble", "ldtm")]:
+        searches[name] = training.search_hyperparameters(
+            close, model=name, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
+            lookback=settings.lookback, target_vol=settings.target_vol, epochs=settings.epochs, patience=settings.patience,
+            n_heads=settings.n_heads, seed=settings.seed, storage=reports.search_storage(out_dir), study_name=f"search-{name}",
+        )
+        reports.save_search_trials(out_dir, name, searches[name].trials)
+
+    display(pd.DataFrame({n: {**s.best_params, "val_sharpe": s.best_val_sharpe, "trials": s.n_trials} for n, s in searches.items()}).T)
+# one configuration per model trained without a search, every trial for a searched one
+configurations_tried = sum(searches[m].n_trials if m in searches else 1 for m in models)
+print(f"configurations tried: {configurations_tried}")
+
+# %%
+results = {}
+for name in models:
+    results[name] = settings.run(
+        frames, name, hyper=searches[name].best_params if name in searches else None,
+        checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None),
+    )
+folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
+assert (folds["leakage_rows"] == 0).all()
+folds.drop(columns=["checkpoint"], errors="ignore")
+
+# %% [markdown]
+# Training curves: the validation loss per epoch, one line per fold (minus the validation Sharpe ratio for the position models; for `ldtm` the multi-horizon MSE averaged over the per-ticker models); validation data serve model selection only. Early stopping keeps each fold's best epoch.
+
+# %%
+hist = pd.concat([r.history for r in results.values()], ignore_index=True)
+names = list(hist["model"].unique())
+fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze=False)
+for ax, name in zip(axes[0], names):
+    for fold, h in hist[hist["model"] == name].groupby("fold"):
+        ax.plot(h["epoch"], h["val_loss"], lw=1)
+    ax.set_title(MODEL_LABELS.get(name, name))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MSE" if name == "ldtm" else "validation loss (minus Sharpe)")
+plt.tight_layout()
+
+# %% [markdown]
+# Interpretation of the Momentum Transformer (when trained): the mean variable-selection weight of each input and the mean attention of the decision step on each past step, on the last test block.
+
+# %%
+split_last = training.walk_forward_splits(close.index, settings.test_start, settings.test_size, None, settings.val_fraction)[-1]
+explained = None
+for name in ("momentum_transformer", "ensemble"):
+    if name in results:
+        r = results[name]
+        explained = training.explain_transformer(r.last_model, r.features, *split_last.test, settings.lookback, r.feature_names)
+        if explained is not None:
+            break
+if explained is None:
+    print("no Momentum Transformer in this run: nothing to interpret")
+else:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
+    explained["variable_importance"].sort_values().plot.barh(ax=axes[0], title="Variable importance (mean selection weight)")
+    axes[1].bar(range(len(explained["attention_by_lag"])), explained["attention_by_lag"])
+    axes[1].set_xlabel("lag (trading days before the decision date)")
+    axes[1].set_title("Attention of the decision step by lag")
+    plt.tight_layout()
+
+# %% [markdown]
+# Out-of-sample positions: their average across symbols over time.
+
+# %%
+fig, ax = plt.subplots(figsize=(11, 3.5))
+for name, r in results.items():
+    r.positions.mean(axis=1).plot(ax=ax, label=MODEL_LABELS[name], lw=1)
+ax.axhline(0, color="black", lw=0.5)
+ax.set_title("Mean position across symbols (out of sample)")
+ax.legend()
+plt.tight_layout()
+
+# %%
+for name, r in results.items():
+    reports.save_model_outputs(out_dir, name, r.positions, r.forecasts)
+reports.save_table(out_dir, "folds", folds)
+reports.save_table(out_dir, "training_curves", hist)
+first = results[models[0]].positions
+if run_dir:
+    reports.save_metrics(run_dir, "train", {
+        "models": models, "configs": {n: r.config for n, r in results.items()}, "feature_names": results[models[0]].feature_names,
+        "folds": int(folds["fold"].nunique()), "leakage_rows": int(folds["leakage_rows"].sum()),
+        "oos_start": first.index[0].date().isoformat(), "oos_end": first.index[-1].date().isoformat(),
+        "configurations_tried": configurations_tried,
+        "search": {n: {"best_params": s.best_params, "best_val_sharpe": s.best_val_sharpe, "trials": s.n_trials} for n, s in searches.items()},
+    })
+print(f"{len(models)} model(s), {folds['fold'].nunique()} folds, out of sample {first.index[0].date()} to {first.index[-1].date()}, "
+      f"leakage rows {int(folds['leakage_rows'].sum())}, configurations tried {configurations_tried}")
+
+# %% [markdown]
+# Registry: each model of this run is registered as a candidate (its last fold's checkpoint copied to a
+# versioned name, its per-fold metrics recorded) and put through the promotion gate (seed 003: next-day
+# direction accuracy at least 52%, mean absolute percentage error at most 5% for forecasters, no leakage
+# rows, at least 2 folds). A model that passes becomes the scope's active model and the previous one is
+# retired; one that fails stays a candidate with the failed criteria recorded. `50_audit` shows the
+# registry and its history.
+
+# %%
+from kit.store import registry
+
+db = db_url or (None if run_dir else f"sqlite:///{reports.artifacts_dir(out_dir) / 'registry.db'}")
+scope = registry_scope or registry.universe_scope(universe)
+decisions = registry.register_and_gate(results, close, scope, gate, extra={"run_dir": run_dir, "profile": profile}, db=db)
+if run_dir:
+    reports.save_metrics(run_dir, "registry", {
+        "scope": scope, "models": decisions.set_index("name")[["model_id", "label", "status", "gate", "reasons"]].to_dict(orient="index"),
+    })
+decisions
+
+# %% [markdown]
+# ## Caveats
+# * Hyperparameters are fixed before the run, or searched on dates before `test_start` only; the number
+#   of configurations tried is recorded for the deflated Sharpe ratio.
+# * One seed per fold and model; a different seed gives different positions.
