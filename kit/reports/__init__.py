@@ -17,9 +17,28 @@ from .artifacts import (
     save_table,
     search_storage,
 )
-from .profiles import ProfileError, check_profile, load_profile, notebook_parameter_names, notebook_parameters
+from .profiles import (
+    ProfileError,
+    check_profile,
+    check_values,
+    load_profile,
+    notebook_parameter_names,
+    notebook_parameters,
+)
 from .render import render_notebook, renderer_name
-from .runs import RunLockedError, create_run_dir, git_commit, new_run_id, run_lock, run_profile
+from .runs import (
+    RUN_STATES,
+    NotWritableError,
+    RunLockedError,
+    StageFailed,
+    check_writable,
+    create_run_dir,
+    git_commit,
+    mark_interrupted,
+    new_run_id,
+    run_lock,
+    run_profile,
+)
 from .site import build_index
 
 __all__ = [
@@ -38,12 +57,18 @@ __all__ = [
     "search_storage",
     "ProfileError",
     "check_profile",
+    "check_values",
     "load_profile",
     "notebook_parameter_names",
     "notebook_parameters",
     "render_notebook",
     "renderer_name",
     "RunLockedError",
+    "RUN_STATES",
+    "NotWritableError",
+    "StageFailed",
+    "check_writable",
+    "mark_interrupted",
     "create_run_dir",
     "git_commit",
     "new_run_id",
