@@ -4,7 +4,7 @@ Commands
 --------
 run     execute a profile's notebooks into a new run folder and render them (``--profile NAME``)
 render  render an executed notebook to HTML (Quarto if on PATH, else nbconvert)
-index   rebuild ``reports/index.html``
+index   rebuild the site of runs (``reports/index.html``; ``--compare OLD NEW`` for ``compare.html``)
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ def main(argv=None) -> int:
     p_paper.add_argument("--reset", action="store_true", help="delete the account's state (orders, fills, positions, runs) and stop")
     p_paper.add_argument("--broker", choices=["sim", "alpaca"], default="sim", help="sim: the simulated broker (default); alpaca: Alpaca's paper API (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY)")
     p_paper.add_argument("--bars", choices=["parquet", "alpaca"], default="parquet", help="daily bars from the Parquet store (default) or Alpaca market data")
-    p_index = sub.add_parser("index", help="rebuild reports/index.html")
+    p_index = sub.add_parser("index", help="rebuild the site of runs (reports/index.html, run pages, compare.html)")
     p_index.add_argument("--reports-dir", default=None)
+    p_index.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"], help="nbconvert: plain HTML")
+    p_index.add_argument("--compare", nargs=2, metavar=("OLD_RUN", "NEW_RUN"), default=None, help="the two runs of compare.html")
+    p_index.add_argument("--summaries", action="store_true", help="also write summary.html for runs that have none")
+    p_index.add_argument("--full", action="store_true", help="re-render every run page")
     args = parser.parse_args(argv)
 
     from . import reports
@@ -71,7 +75,16 @@ def main(argv=None) -> int:
     if args.command == "index":
         from .paths import REPORTS_DIR
 
-        print(reports.build_index(Path(args.reports_dir) if args.reports_dir else REPORTS_DIR))
+        reports_dir = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
+        if args.summaries:
+            for run in sorted((reports_dir / "runs").glob("*/run.json")):
+                if not (run.parent / "summary.html").exists():
+                    reports.summary.summary_page(run.parent, reports.renderer_name(args.renderer), None)
+        try:
+            print(reports.build_site(reports_dir, args.renderer, tuple(args.compare) if args.compare else None, args.full))
+        except ValueError as exc:
+            print(f"kit index: {exc}", file=sys.stderr)
+            return 2
         return 0
     return 2  # pragma: no cover
 

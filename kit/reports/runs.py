@@ -27,8 +27,9 @@ from ..data import data_sha256
 from ..data.load import _resolve
 from ..paths import NOTEBOOK_DIR, REPO_ROOT, REPORTS_DIR
 from .profiles import ProfileError, check_profile, load_profile, notebook_parameter_names, notebook_parameters
-from .render import render_notebook, renderer_name
+from .render import execute_options, render_notebook, renderer_label, renderer_name, stage_line
 from .site import build_index
+from .summary import summary_page
 
 __all__ = ["RunLockedError", "git_commit", "new_run_id", "create_run_dir", "run_lock", "run_profile"]
 
@@ -98,7 +99,9 @@ def run_profile(
     Steps: take the reports lock; create ``runs/<run_id>/``; write ``params.yaml`` and ``run.json``
     (git commit, dirty flag, data sha256, versions, renderer); for each notebook run papermill with
     :func:`notebook_parameters`, save the executed ``.ipynb`` and render its HTML; record timings and
-    the final status in ``run.json``; rebuild ``index.html``. A failing notebook is still rendered
+    the final status in ``run.json``; write the review summary (``summary.html``) and rebuild the site
+    (``index.html``). One line per stage on stdout (elapsed time, render time) and a bar over each
+    notebook's cells on stderr. A failing notebook is still rendered
     (its HTML shows the error), the run is marked ``failed``, and the error is re-raised.
 
     ``reuse_artifacts`` (an earlier run's folder, or its run id under ``reports_dir/runs``) copies
@@ -165,7 +168,8 @@ def run_profile(
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2))
         error = None
         t_run = time.perf_counter()
-        for name in names:
+        print(f"run {run_dir.name}: profile {profile['name']}, {len(names)} stage(s), pages by {renderer_label(which)}", flush=True)
+        for i, name in enumerate(names, 1):
             src = NOTEBOOK_DIR / f"{name}.ipynb"
             dst = run_dir / f"{name}.ipynb"
             t0 = time.perf_counter()
@@ -177,14 +181,16 @@ def run_profile(
                     parameters=notebook_parameters(profile, name, run_dir, accepted=notebook_parameter_names(name)),
                     cwd=str(run_dir),
                     kernel_name=kernel_name,
-                    progress_bar=False,
-                    log_output=False,
+                    **execute_options(f"[{i}/{len(names)}] {name}"),
                 )
             except Exception as exc:  # noqa: BLE001 - recorded, rendered, re-raised below
                 status, error = "failed", exc
             info["notebooks"][name] = {"status": status, "seconds": round(time.perf_counter() - t0, 1)}
             if dst.exists():
+                t_page = time.perf_counter()
                 info["notebooks"][name]["html"] = render_notebook(dst, which, info).name
+                info["notebooks"][name]["render_seconds"] = round(time.perf_counter() - t_page, 1)
+            stage_line(i, len(names), name, info["notebooks"][name], t_run, which)
             atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2))
             if error is not None:
                 break
@@ -192,7 +198,8 @@ def run_profile(
         info["seconds"] = round(time.perf_counter() - t_run, 1)
         info["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2))
-        build_index(reports_dir)
+        summary_page(run_dir, which, info)
+        build_index(reports_dir, renderer=which)
     if error is not None:
         raise error
     return run_dir
