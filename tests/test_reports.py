@@ -41,7 +41,7 @@ def test_save_metrics_merges_sections_atomically(tmp_path):
 
 
 def test_index_lists_runs_newest_first_with_headline(tmp_path, monkeypatch):
-    monkeypatch.setattr(render.shutil, "which", lambda name: None)  # the plain-HTML site
+    monkeypatch.setattr(render, "quarto_path", lambda: None)  # the plain-HTML site
     for rid, sharpe, status in (("20260101T000000-aaaaaaa", 0.31, "ok"), ("20260201T000000-bbbbbbb", 0.42, "failed")):
         run = reports.create_run_dir(tmp_path, rid)
         (run / "run.json").write_text(json.dumps({"run_id": rid, "profile": "smoke", "status": status, "git_commit": "c" * 40,
@@ -85,7 +85,7 @@ def _nb_with_title(title="# My title\n\nFirst paragraph.", image=True):
 
 
 def test_render_falls_back_to_nbconvert_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    monkeypatch.setattr(render, "quarto_path", lambda: None)
     path = tmp_path / "x.ipynb"
     nb = _nb_with_title()
     nb.cells[2].metadata["tags"] = ["remove-input"]
@@ -404,7 +404,7 @@ def test_summary_notebook_says_what_was_tested_and_what_to_distrust(tmp_path):
 
 
 def test_build_summary_with_nbconvert_embeds_the_figure(tmp_path, monkeypatch):
-    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    monkeypatch.setattr(render, "quarto_path", lambda: None)
     run = _fake_run(tmp_path, "20260101T000000-aaaaaaa")
     html = reports.build_summary(run).read_text()
     assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', html)) == 1 and "Rendered by nbconvert" in html and "Review summary" in html

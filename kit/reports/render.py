@@ -31,6 +31,7 @@ __all__ = [
     "QUARTO_MIN_VERSION",
     "QUARTO_CONFIG",
     "QUARTO_THEME",
+    "quarto_path",
     "quarto_version",
     "renderer_name",
     "renderer_label",
@@ -62,10 +63,17 @@ def _quarto_version_at(path: str) -> tuple[int, ...] | None:
     return tuple(int(g) for g in m.groups() if g is not None) if m else None
 
 
+def quarto_path() -> str | None:
+    """The ``quarto`` binary the kit uses: the first on PATH, else one beside the running Python
+    (where ``pip install 'kit[quarto]'`` puts it, e.g. ``.venv/bin/quarto`` when the virtualenv is
+    not activated); None when there is neither."""
+    return shutil.which("quarto") or shutil.which("quarto", path=str(Path(sys.executable).parent))
+
+
 def quarto_version() -> tuple[int, ...] | None:
-    """Version of the ``quarto`` binary on PATH as a tuple of ints, e.g. ``(1, 7, 34)``; None when
-    there is none or it does not answer ``quarto --version`` (cached per binary path)."""
-    path = shutil.which("quarto")
+    """Version of the ``quarto`` binary (:func:`quarto_path`) as a tuple of ints, e.g. ``(1, 7, 34)``;
+    None when there is none or it does not answer ``quarto --version`` (cached per binary path)."""
+    path = quarto_path()
     return _quarto_version_at(path) if path else None
 
 
@@ -95,7 +103,7 @@ def renderer_name(choice: str = "auto") -> str:
     version = quarto_version()
     if choice == "auto":
         return "quarto" if version and version >= QUARTO_MIN_VERSION else "nbconvert"
-    if not shutil.which("quarto"):
+    if not quarto_path():
         raise RuntimeError("renderer='quarto' but the quarto binary is not on PATH")
     if not version or version < QUARTO_MIN_VERSION:
         raise RuntimeError(
@@ -113,7 +121,7 @@ def renderer_label(which: str) -> str:
     import nbconvert
 
     version = quarto_version()
-    why = "Quarto not on PATH" if version is None and not shutil.which("quarto") else (
+    why = "Quarto not on PATH" if version is None and not quarto_path() else (
         f"Quarto {_version_text(version)} on PATH is older than {_version_text(QUARTO_MIN_VERSION)}"
         if version and version < QUARTO_MIN_VERSION else "Quarto not used"
     )
@@ -214,7 +222,7 @@ def run_quarto(args: list[str], cwd, timeout: float = 1800) -> subprocess.Comple
         Quarto exited with an error (the end of its output is in the message) or timed out.
     """
     try:
-        proc = subprocess.run(["quarto", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([quarto_path() or "quarto", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"quarto {' '.join(args)} timed out after {timeout:.0f} s") from exc
     if proc.returncode != 0:

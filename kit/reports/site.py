@@ -28,6 +28,7 @@ import yaml
 
 from ..base.atomic import atomic_path, atomic_write_text
 from ..paths import REPO_ROOT, REPORTS_DIR
+from . import render as _render
 from .artifacts import load_metrics
 from .render import quarto_project, renderer_label, renderer_name, run_quarto
 from .summary import SUMMARY_NAME, fmt_pct, fmt_ratio, run_status
@@ -433,7 +434,7 @@ def build_site(reports_dir=REPORTS_DIR, renderer: str = "auto", compare: tuple[s
             pages = {r["run_id"]: r["fingerprint"] for r in runs}
             atomic_write_text(reports_dir / _MANIFEST, json.dumps({"renderer": label, "pages": pages}, indent=1))
     if which != "quarto":
-        why = "Quarto not on PATH" if not shutil.which("quarto") else "Quarto not used"
+        why = "Quarto not on PATH" if not _render.quarto_path() else "Quarto not used"
         _build_html(reports_dir, runs, pair, f"Site built by the kit's plain-HTML fallback ({why}).")
         atomic_write_text(reports_dir / _MANIFEST, json.dumps({"renderer": "html", "pages": {}}, indent=1))
     return reports_dir / "index.html"
