@@ -39,11 +39,11 @@ print(f"{len(universe)} symbols, {close.index[0].date()} to {close.index[-1].dat
 
 # %% [markdown]
 # ## Universe
-# One row per symbol: its first and last date in the loaded range, trading days, and median daily dollar volume (raw close × shares).
+# One row per symbol: its first and last date in the loaded range, trading days, and median daily dollar volume (raw close × shares, millions of USD).
 
 # %%
 summary = data.universe_summary(prices)
-summary
+summary.style.format({"median_dollar_volume": lambda v: f"${v / 1e6:,.0f}m"})
 
 # %% [markdown]
 # ## Data quality

@@ -79,6 +79,7 @@ def _nb_with_title(title="# My title\n\nFirst paragraph.", image=True):
         cells.append(nbformat.v4.new_code_cell("plot()", execution_count=2, outputs=[nbformat.v4.new_output(
             "display_data", data={"image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": "<Figure>"})]))
     cells.append(nbformat.v4.new_markdown_cell("## Section B\nText B."))
+    cells.append(nbformat.v4.new_markdown_cell("## Caveats\n* A small sample."))
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
@@ -271,6 +272,7 @@ def test_quarto_renders_in_a_temporary_project_outside_the_repo(tmp_path, monkey
     # the banner goes right under the title heading (so Quarto takes the title from the notebook)
     assert call["cells"][0] == "# 10 · Explore" and "Rendered by Quarto 1.7.34" in call["cells"][1]
     assert call["cells"][1].startswith("::: {.callout-note") and call["cells"][2].startswith("**Question.**")
+    assert call["cells"][-1].startswith("## Caveats\n\n::: {.callout-warning") and "* A small sample." in call["cells"][-1]
     assert sorted(p.name for p in run.iterdir()) == ["10_explore.html", "10_explore.ipynb"]
     assert _git_state() == before and not (ROOT / ".quarto").exists()
 
@@ -519,6 +521,7 @@ def test_real_quarto_page_has_title_toc_folded_code_theme_images_and_banner(tmp_
     css = _page_css(html)
     assert ".kit-status-ok" in css and "--bs-body-font-family" in css and "fonts.googleapis" not in css  # theme layer, :root kept
     assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', html)) == 1
+    assert re.search(r'callout-warning.*A small sample', html, flags=re.S)  # caveats in a callout
     assert html.index('<h1 class="title">') < html.index("Rendered by Quarto") < html.index("First paragraph") < html.index('id="section-a"')
     assert sorted(p.name for p in folder.iterdir()) == ["x.html", "x.ipynb"] and not (tmp_path / ".quarto").exists()
     assert _git_state() == before and not (ROOT / ".quarto").exists() and (ROOT / ".gitignore").read_bytes() == gitignore

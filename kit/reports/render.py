@@ -195,6 +195,19 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _caveats_as_callouts(nb, which: str) -> None:
+    """Under Quarto, a Markdown cell ``## Caveats`` followed by its list becomes the heading and a
+    warning callout holding the list (nbconvert shows the cell as written)."""
+    if which != "quarto":
+        return
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        m = re.match(r"\s*(## Caveats[^\n]*)\n(.*\S.*)\Z", cell.source, flags=re.S)
+        if m and ":::" not in m.group(2):
+            cell.source = f"{m.group(1)}\n\n" + callout("warning", "What to distrust in this stage", m.group(2).strip("\n"), which)
+
+
 def quarto_project(folder, render: list[str], config: dict | None = None) -> Path:
     """Write a Quarto project into ``folder``: the repository's ``_quarto.yml`` with
     ``project.render`` set to ``render`` (and ``config`` merged over it, nested mappings key by key) and
@@ -240,7 +253,7 @@ def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None)
     notebook; the folder is then removed. With nbconvert: its HTML exporter with images embedded.
     Either way a banner under the title says which renderer made the page (with its version) and,
     when ``run_info`` is given, the run id, git commit and data sha256. Cells tagged ``remove-input``
-    show only their outputs.
+    show only their outputs; under Quarto a ``## Caveats`` cell's list is shown in a warning callout.
 
     Parameters
     ----------
@@ -268,6 +281,7 @@ def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None)
     which = renderer_name(renderer)
     nb = nbformat.read(ipynb, as_version=4)
     _insert_banner(nb, _banner_cell(which, run_info))
+    _caveats_as_callouts(nb, which)
     out = ipynb.with_suffix(".html")
     if which == "quarto":
         with tempfile.TemporaryDirectory(prefix="kit-quarto-") as tmp:
