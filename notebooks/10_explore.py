@@ -73,7 +73,7 @@ stats.plot.bar(ax=ax)
 ax.set_title("Annualised mean return and volatility per symbol")
 ax.axhline(0, color="black", lw=0.5)
 plt.tight_layout()
-stats.round(3).T
+stats.T.style.format("{:.1%}")
 
 # %% [markdown]
 # Ex-ante volatility (EWM standard deviation of daily returns, span 60, annualised) across the universe over time, and an equal-weight buy-and-hold index of the universe for orientation.

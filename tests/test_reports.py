@@ -50,7 +50,7 @@ def test_index_lists_runs_newest_first_with_headline(tmp_path, monkeypatch):
                                                "strategies": {"DMN (LSTM)": {"sharpe_ratio": sharpe, "sharpe_ci_low": -0.1, "sharpe_ci_high": 0.9, "annual_return": 0.01, "max_drawdown": -0.1}}})
     page = reports.build_index(tmp_path).read_text()
     assert page.index("20260201T000000-bbbbbbb") < page.index("20260101T000000-aaaaaaa")
-    assert "<b>DMN (LSTM)</b> 0.42 [-0.10, 0.90]" in page and "<b>DMN (LSTM)</b> 0.31 [-0.10, 0.90]" in page
+    assert "<b>DMN (LSTM)</b> 0.42&nbsp;[-0.10,&nbsp;0.90]" in page and "<b>DMN (LSTM)</b> 0.31&nbsp;[-0.10,&nbsp;0.90]" in page
     assert 'href="runs/20260201T000000-bbbbbbb/30_backtest.html"' in page and 'href="runs/20260201T000000-bbbbbbb/index.html"' in page
     assert 'class="kit-status-failed"' in page and "dddddddddddd" in page and "plain-HTML fallback (Quarto not on PATH)" in page
     run_page = (tmp_path / "runs" / "20260201T000000-bbbbbbb" / "index.html").read_text()
@@ -382,8 +382,8 @@ def test_summary_notebook_says_what_was_tested_and_what_to_distrust(tmp_path):
     assert nb.cells[0].source == "# Review summary · run 20260101T000000-aaaaaaa"
     for needle in ("2 symbols (a fixed list): AAA, BBB", "not recorded by this run; treat as survivors", "2016-01-04 to 2021-04-21",
                    "walk-forward in 3 blocks of 504 trading days", "2 (the deflated Sharpe ratio corrects for them)",
-                   "5.0 bps of traded notional; sweep over 0, 5, 10 bps", "| DMN (LSTM) | 2.8% | 4.0% | 0.70 | [-0.16, 1.56] | [-0.20, 1.55] | 0.94 | 0.86 | -4.0% | 4.70% |",
-                   "| Long only | 12.6% | n/a | 1.20 | [0.32, 2.08] | n/a | n/a | n/a | -16.8% | n/a |",
+                   "5.0 bps of traded notional; sweep over 0, 5, 10 bps", "| DMN (LSTM) | 2.8% | 4.0% | 0.70 | [-0.16,\u00a01.56] | [-0.20,\u00a01.55] | 0.94 | 0.86 | -4.0% | 4.70% |",
+                   "| Long only | 12.6% | n/a | 1.20 | [0.32,\u00a02.08] | n/a | n/a | n/a | -16.8% | n/a |",
                    "{#tbl-headline}", "@fig-equity", "0 of 1 model(s) passed", "direction_accuracy = 0.4911", "Survivorship",
                    "Sharpe intervals excluding 0: Long only", "best deflated Sharpe ratio (DMN (LSTM), 0.86) is below 0.95",
                    "1.2 years", "No model passed the promotion gate", "::: {.callout-warning", "[10_explore](10_explore.html)"):
@@ -443,7 +443,7 @@ def test_site_with_fake_quarto_renders_only_changed_run_pages(tmp_path, fake_qua
         reports.build_site(tmp_path)
     items = info_.value.args[0]
     assert [i["title"] for i in items] == [b.name, a.name] and "interrupted" in items[0]["status"]
-    assert "<b>DMN (LSTM)</b> 0.70 [-0.16, 1.56]" in items[1]["headline"] and items[1]["data"] == "<code>bbbbbbbbbbbb</code>"
+    assert "<b>DMN (LSTM)</b> 0.70&nbsp;[-0.16,&nbsp;1.56]" in items[1]["headline"] and items[1]["data"] == "<code>bbbbbbbbbbbb</code>"
     # a failing Quarto build falls back to the plain-HTML site and says so
     monkeypatch.undo()
     monkeypatch.setenv("PATH", f"{tmp_path / 'fakebin'}:{os.environ['PATH']}")
@@ -540,7 +540,7 @@ def test_real_quarto_summary_and_site(tmp_path):
     assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', summary)) == 1 and "Rendered by Quarto" in summary
     index = reports.build_site(tmp_path, "quarto").read_text()
     assert "quarto-listing-table" in index and "20260101T000000-aaaaaaa" in index and "Site built by Quarto" in index
-    assert "<b>DMN (LSTM)</b> 0.70 [-0.16, 1.56]" in index and 'href="runs/20260101T000000-aaaaaaa/summary.html"' in index
+    assert "<b>DMN (LSTM)</b> 0.70&nbsp;[-0.16,&nbsp;1.56]" in index and 'href="runs/20260101T000000-aaaaaaa/summary.html"' in index
     page = (run / "index.html").read_text()
     assert 'href="summary.html"' in page and "site_libs/bootstrap" in page and (tmp_path / "site_libs").is_dir()
     assert "Fewer than two runs" in (tmp_path / "compare.html").read_text()

@@ -103,8 +103,8 @@ def _strategies(run: dict) -> dict:
 def _headline_html(run: dict) -> str:
     """``<b>name</b> Sharpe [low, high]`` per strategy, one per line, or an empty string."""
     return "<br>".join(
-        f"<b>{e(str(name))}</b> {fmt_ratio(s.get('sharpe_ratio'))} "
-        f"[{fmt_ratio(s.get('sharpe_ci_low'))}, {fmt_ratio(s.get('sharpe_ci_high'))}]"
+        f"<b>{e(str(name))}</b> {fmt_ratio(s.get('sharpe_ratio'))}&nbsp;"
+        f"[{fmt_ratio(s.get('sharpe_ci_low'))},&nbsp;{fmt_ratio(s.get('sharpe_ci_high'))}]"
         for name, s in _strategies(run).items()
     )
 

@@ -64,7 +64,7 @@ def fmt_ratio(v, digits: int = 2) -> str:
 
 
 def _interval(lo, hi) -> str:
-    return f"[{fmt_ratio(lo)}, {fmt_ratio(hi)}]" if _finite(lo) and _finite(hi) else "n/a"
+    return f"[{fmt_ratio(lo)},\u00a0{fmt_ratio(hi)}]" if _finite(lo) and _finite(hi) else "n/a"  # no line break inside
 
 
 def _cell_text(v) -> str:
