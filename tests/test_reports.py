@@ -384,9 +384,9 @@ def test_summary_notebook_says_what_was_tested_and_what_to_distrust(tmp_path):
                    "walk-forward in 3 blocks of 504 trading days", "2 (the deflated Sharpe ratio corrects for them)",
                    "5.0 bps of traded notional; sweep over 0, 5, 10 bps", "| DMN (LSTM) | 2.8% | 4.0% | 0.70 | [-0.16,\u00a01.56] | [-0.20,\u00a01.55] | 0.94 | 0.86 | -4.0% | 4.70% |",
                    "| Long only | 12.6% | n/a | 1.20 | [0.32,\u00a02.08] | n/a | n/a | n/a | -16.8% | n/a |",
-                   "{#tbl-headline}", "@fig-equity", "0 of 1 model(s) passed", "direction_accuracy = 0.4911", "Survivorship",
+                   "{#tbl-headline}", "@fig-equity", "0 of 1 model(s) gated in this run passed", "direction_accuracy = 0.4911", "Survivorship",
                    "Sharpe intervals excluding 0: Long only", "best deflated Sharpe ratio (DMN (LSTM), 0.86) is below 0.95",
-                   "1.2 years", "No model passed the promotion gate", "::: {.callout-warning", "[10_explore](10_explore.html)"):
+                   "1.2 years", "No model gated in this run passed the promotion gate", "::: {.callout-warning", "[10_explore](10_explore.html)"):
         assert needle in text, needle
     (fig,) = [c for c in nb.cells if c.cell_type == "code"]
     assert "#| label: fig-equity" in fig.source and "remove-input" in fig.metadata["tags"]

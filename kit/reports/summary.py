@@ -337,13 +337,19 @@ def summary_notebook(run_dir, renderer: str = "quarto"):
     decisions = registry.get("models") or {r.get("name", r.get("label")): r for r in audit.get("this_run") or []}
     thresholds = audit.get("thresholds") or {}
     if decisions:
-        rows = [[f"`{name}`", f"`{d.get('label', '')}`", d.get("gate", "?"), d.get("status", "?"), d.get("reasons") or "all criteria met"]
+        why = {"passed": "all criteria met", "registered before": "gated by an earlier run, not again"}
+        rows = [[f"`{name}`", f"`{d.get('label', '')}`", d.get("gate", "?"), d.get("status", "?"), d.get("reasons") or why.get(d.get("gate"), "")]
                 for name, d in decisions.items()]
-        passed = sum(1 for d in decisions.values() if d.get("gate") == "passed")
+        gated = [d for d in decisions.values() if d.get("gate") in ("passed", "failed")]
+        passed = sum(1 for d in gated if d.get("gate") == "passed")
+        before = len(decisions) - len(gated)
         crit = ", ".join(f"{k} {v}" for k, v in thresholds.items()) if thresholds else "see `20_train`"
         md(new_markdown_cell(
-            f"## Promotion gate\n\n{passed} of {len(decisions)} model(s) passed (criteria: {crit}). A model that passes "
-            "becomes its scope's active model; one that fails stays a candidate.\n\n"
+            "## Promotion gate\n\n"
+            + "; ".join(([f"{passed} of {len(gated)} model(s) gated in this run passed"] if gated else [])
+                        + ([f"{before} model(s) registered and gated by an earlier run (same architecture and training data), "
+                            "shown with their current status"] if before else []))
+            + f" (criteria: {crit}). A model that passes becomes its scope's active model; one that fails stays a candidate.\n\n"
             + _md_table(["Model", "Registered as", "Gate", "Status", "Reasons"], rows, "lllll")))
     else:
         md(new_markdown_cell("## Promotion gate\n\nNo gate decisions recorded (`20_train` did not register models in this run)."))
@@ -378,8 +384,11 @@ def summary_notebook(run_dir, renderer: str = "quarto"):
     if epochs and isinstance(epochs, int) and epochs <= 5:
         caveats.append(f"Models trained for at most {epochs} epochs (profile `{info.get('profile')}`): a test of the machinery, "
                        "not a research result.")
-    if decisions and not any(d.get("gate") == "passed" for d in decisions.values()):
-        caveats.append("No model passed the promotion gate.")
+    gates = [d.get("gate") for d in decisions.values()]
+    if "failed" in gates and "passed" not in gates:
+        caveats.append("No model gated in this run passed the promotion gate.")
+    if decisions and all(g == "registered before" for g in gates):
+        caveats.append("This run's models were registered and gated by an earlier run; the gate was not applied again.")
     body = "\n".join(f"* {c}" for c in caveats) or "* None computed from the recorded figures."
     text = "## Caveats\n\n" + callout("warning", "What to distrust", body, renderer)
     stage_caveats = []
