@@ -153,7 +153,7 @@ def _run_page_body(run: dict) -> str:
     strategies = _strategies(run)
     if strategies:
         bt = run["metrics"]["backtest"]
-        hrows = [[e(str(n)), fmt_ratio(s.get("sharpe_ratio")), f"[{fmt_ratio(s.get('sharpe_ci_low'))}, {fmt_ratio(s.get('sharpe_ci_high'))}]",
+        hrows = [[e(str(n)), fmt_ratio(s.get("sharpe_ratio")), f"[{fmt_ratio(s.get('sharpe_ci_low'))},&nbsp;{fmt_ratio(s.get('sharpe_ci_high'))}]",
                   fmt_ratio(s.get("deflated_sharpe_ratio")), fmt_pct(s.get("annual_return")), fmt_pct(s.get("max_drawdown"))]
                  for n, s in strategies.items()]
         parts.append(
@@ -290,8 +290,8 @@ def _compare_body(pair: tuple[dict, dict] | None) -> str:
         a, b = a or {}, b or {}
         d = (b.get("sharpe_ratio") - a.get("sharpe_ratio")) if all(isinstance(x.get("sharpe_ratio"), (int, float)) for x in (a, b)) else None
         rows.append([e(str(name)),
-                     f"{fmt_ratio(a.get('sharpe_ratio'))} [{fmt_ratio(a.get('sharpe_ci_low'))}, {fmt_ratio(a.get('sharpe_ci_high'))}]",
-                     f"{fmt_ratio(b.get('sharpe_ratio'))} [{fmt_ratio(b.get('sharpe_ci_low'))}, {fmt_ratio(b.get('sharpe_ci_high'))}]",
+                     f"{fmt_ratio(a.get('sharpe_ratio'))}&nbsp;[{fmt_ratio(a.get('sharpe_ci_low'))},&nbsp;{fmt_ratio(a.get('sharpe_ci_high'))}]",
+                     f"{fmt_ratio(b.get('sharpe_ratio'))}&nbsp;[{fmt_ratio(b.get('sharpe_ci_low'))},&nbsp;{fmt_ratio(b.get('sharpe_ci_high'))}]",
                      f"{d:+.2f}" if d is not None else "n/a",
                      fmt_ratio(a.get("deflated_sharpe_ratio")), fmt_ratio(b.get("deflated_sharpe_ratio")),
                      fmt_pct(a.get("annual_return")), fmt_pct(b.get("annual_return")),
@@ -315,7 +315,7 @@ def _compare_body(pair: tuple[dict, dict] | None) -> str:
 _CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:0;color:#222;line-height:1.45}
 main{max-width:1200px;margin:0 auto;padding:1em 2em}nav{background:#1f4e79;padding:.6em 2em}nav a{color:#fff;margin-right:1.5em;text-decoration:none}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border-bottom:1px solid #ddd;padding:4px 10px;vertical-align:top;font-size:.9em;text-align:left}
-th{border-bottom:2px solid #999}td code{word-break:break-all}.num{text-align:right;font-variant-numeric:tabular-nums}code{font-size:.9em;color:#7d12ba}
+th{border-bottom:2px solid #999}td{overflow-wrap:anywhere}td code{word-break:break-all}.num{text-align:right;font-variant-numeric:tabular-nums}code{font-size:.9em;color:#7d12ba}
 .kit-status-ok{color:#1b7f3b;font-weight:600}.kit-status-failed,.kit-status-interrupted{color:#b00020;font-weight:600}
 .kit-status-incomplete,.kit-status-partial,.kit-status-running,.kit-status-unreadable{color:#a15c00;font-weight:600}.kit-diff{background:#fff4ce}
 .note{color:#555;font-size:.9em}"""
