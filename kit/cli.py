@@ -5,7 +5,8 @@ Commands
 run     execute a profile's notebooks into a new run folder and render them (``--profile NAME``)
 paper   the daily paper-trading step (or a replay over history)
 render  render an executed notebook to HTML (Quarto if on PATH, else nbconvert)
-index   rebuild ``reports/index.html`` (and mark runs whose process died as interrupted)
+index   rebuild the site of runs (``reports/index.html``; ``--compare OLD NEW`` for ``compare.html``) and
+        mark runs whose process died as interrupted
 
 Every error is one line on stderr (``kit <command>: <what>``) and a distinct exit status; an
 unexpected error's traceback goes to a log file named in that line. Exit statuses:
@@ -63,8 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     p_paper.add_argument("--reset", action="store_true", help="delete the account's state (orders, fills, positions, runs) and stop")
     p_paper.add_argument("--broker", choices=["sim", "alpaca"], default="sim", help="sim: the simulated broker (default); alpaca: Alpaca's paper API (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY)")
     p_paper.add_argument("--bars", choices=["parquet", "alpaca"], default="parquet", help="daily bars from the Parquet store (default) or Alpaca market data")
-    p_index = sub.add_parser("index", help="rebuild reports/index.html")
+    p_index = sub.add_parser("index", help="rebuild the site of runs (reports/index.html, run pages, compare.html)")
     p_index.add_argument("--reports-dir", default=None)
+    p_index.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"], help="nbconvert: plain HTML")
+    p_index.add_argument("--compare", nargs=2, metavar=("OLD_RUN", "NEW_RUN"), default=None, help="the two runs of compare.html")
+    p_index.add_argument("--summaries", action="store_true", help="also write summary.html for runs that have none")
+    p_index.add_argument("--full", action="store_true", help="re-render every run page")
     return parser
 
 
@@ -176,13 +181,21 @@ def _index(args) -> int:
     from .paths import REPORTS_DIR
 
     reports_dir = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
+
+    def build():
+        if args.summaries:
+            for run in sorted((reports_dir / "runs").glob("*/run.json")):
+                if not (run.parent / "summary.html").exists():
+                    reports.summary.summary_page(run.parent, reports.renderer_name(args.renderer), None)
+        return reports.build_site(reports_dir, args.renderer, tuple(args.compare) if args.compare else None, args.full)
+
     try:
         with reports.run_lock(reports_dir):
             gone = reports.mark_interrupted(reports_dir, lock_held=True)
-            path = reports.build_index(reports_dir)
+            path = build()
     except LockHeldError:  # a run is going: mark only runs whose process is gone
         gone = reports.mark_interrupted(reports_dir, lock_held=False)
-        path = reports.build_index(reports_dir)
+        path = build()
     if gone:
         print(f"marked interrupted: {', '.join(gone)}")
     print(path)

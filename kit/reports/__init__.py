@@ -1,6 +1,7 @@
 """Reports: run profiles and the notebooks' parameter contracts (:mod:`.profiles`), what stages hand
 each other (:mod:`.artifacts`), papermill runs into versioned folders (:mod:`.runs`), rendering
-(:mod:`.render`: Quarto, or nbconvert as the fallback) and the site of runs (:mod:`.site`)."""
+(:mod:`.render`: Quarto, or nbconvert as the fallback), the review summary of a run (:mod:`.summary`)
+and the site of runs (:mod:`.site`)."""
 
 from .artifacts import (
     artifacts_dir,
@@ -8,6 +9,7 @@ from .artifacts import (
     load_forecasts,
     load_metrics,
     load_positions,
+    load_returns,
     load_table,
     model_outputs,
     save_metrics,
@@ -39,7 +41,8 @@ from .runs import (
     run_lock,
     run_profile,
 )
-from .site import build_index
+from .site import build_index, build_site, compare_runs
+from .summary import build_summary
 
 __all__ = [
     "artifacts_dir",
@@ -52,6 +55,7 @@ __all__ = [
     "save_metrics",
     "save_model_outputs",
     "save_returns",
+    "load_returns",
     "save_table",
     "save_search_trials",
     "search_storage",
@@ -75,4 +79,7 @@ __all__ = [
     "run_lock",
     "run_profile",
     "build_index",
+    "build_site",
+    "compare_runs",
+    "build_summary",
 ]

@@ -38,8 +38,9 @@ from .profiles import (
     notebook_parameter_names,
     notebook_parameters,
 )
-from .render import render_notebook, renderer_name
+from .render import execute_options, render_notebook, renderer_label, renderer_name, stage_line
 from .site import build_index
+from .summary import summary_page
 
 __all__ = ["RunLockedError", "StageFailed", "NotWritableError", "RUN_STATES", "git_commit", "new_run_id", "create_run_dir", "run_lock",
            "run_profile", "mark_interrupted", "check_writable"]
@@ -231,7 +232,9 @@ def run_profile(
     take the reports lock and mark runs a dead process left ``running`` as ``interrupted``; create
     ``runs/<run_id>/``; write ``params.yaml`` and ``run.json`` (git commit, dirty flag, data sha256,
     versions, renderer, pid, host); run each notebook with papermill, save the executed ``.ipynb``
-    and render its HTML; record timings and the final status; rebuild ``index.html``.
+    and render its HTML; record timings and the final status; write the review summary
+    (``summary.html``) and rebuild the site (``index.html``). One line per stage on stdout (elapsed
+    time, render time) and a bar over each notebook's cells on stderr.
 
     A failing notebook stops the run: it is still rendered, the run is marked ``failed`` with the
     first error (type, message, stage) in ``run.json`` and its traceback in ``error.log``; a later
@@ -314,9 +317,10 @@ def run_profile(
         _write_json(run_dir / "run.json", info)
         failure = None
         t_run = time.perf_counter()
+        print(f"run {run_dir.name}: profile {profile['name']}, {len(names)} stage(s), pages by {renderer_label(which)}", flush=True)
         try:
-            for name in names:
-                failure = _run_stage(pm, profile, name, run_dir, info, which, kernel_name)
+            for i, name in enumerate(names, 1):
+                failure = _run_stage(pm, profile, name, run_dir, info, which, kernel_name, (i, len(names), t_run))
                 if failure is not None:
                     break
         except BaseException as exc:  # an interrupt (Ctrl-C, SIGTERM as KeyboardInterrupt) or a crash of the loop itself
@@ -335,7 +339,7 @@ RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{4,40}(-[0-9]+)?")
 _DB_NOTEBOOKS = ("20_train", "40_paper_trade", "50_audit")
 
 
-def _run_stage(pm, profile, name, run_dir, info, which, kernel_name):
+def _run_stage(pm, profile, name, run_dir, info, which, kernel_name, position):
     """Execute and render one notebook; returns a :class:`StageFailed` when it failed (recorded)."""
     src = NOTEBOOK_DIR / f"{name}.ipynb"
     dst = ensure_under(run_dir, run_dir / f"{name}.ipynb")
@@ -346,7 +350,7 @@ def _run_stage(pm, profile, name, run_dir, info, which, kernel_name):
     try:
         pm.execute_notebook(
             str(src), str(dst), parameters=notebook_parameters(profile, name, run_dir, accepted=notebook_parameter_names(name)),
-            cwd=str(run_dir), kernel_name=kernel_name, progress_bar=False, log_output=False,
+            cwd=str(run_dir), kernel_name=kernel_name, **execute_options(f"[{position[0]}/{position[1]}] {name}"),
         )
         entry["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - the first error is kept, its traceback logged
@@ -358,11 +362,14 @@ def _run_stage(pm, profile, name, run_dir, info, which, kernel_name):
         _log_error(run_dir, exc)
     entry["seconds"] = round(time.perf_counter() - t0, 1)
     if dst.exists():
+        t_page = time.perf_counter()
         try:
             entry["html"] = render_notebook(dst, which, info).name
+            entry["render_seconds"] = round(time.perf_counter() - t_page, 1)
         except Exception as exc:  # noqa: BLE001 - a rendering error is recorded beside, never instead of, the stage's result
             entry["render_error"] = f"{type(exc).__name__}: {_one_line(exc)}"
             _log_error(run_dir, exc)
+    stage_line(position[0], position[1], name, entry, position[2], which)
     try:
         _write_json(run_dir / "run.json", info)
     except OSError:
@@ -391,6 +398,10 @@ def _finish(run_dir, info, t_run, reports_dir, exc) -> None:
     except OSError as write_error:
         print(f"kit run: could not record the run's final state in {run_dir}/run.json ({write_error})", file=sys.stderr)
     try:
-        build_index(reports_dir)
+        summary_page(run_dir, info.get("renderer", "nbconvert"), info)
+    except Exception as summary_error:  # noqa: BLE001 - the run's own result matters more than its summary
+        print(f"kit run: could not write the run's summary ({type(summary_error).__name__}: {summary_error})", file=sys.stderr)
+    try:
+        build_index(reports_dir, renderer=info.get("renderer", "auto"))
     except Exception as index_error:  # noqa: BLE001 - the run's own result matters more than the index
         print(f"kit run: could not rebuild the index ({type(index_error).__name__}: {index_error})", file=sys.stderr)
