@@ -275,7 +275,7 @@ def test_a_failing_stage_is_one_line_exit_1_with_its_log(tmp_path):
     path = _smoke(tmp_path, shared={"start": "2015-06-01"}, **{"20_train": {"test_start": "2015-09-01"}})
     out = _cli("run", "--profile-file", str(path), "--notebooks", "20_train", "--reports-dir", str(tmp_path / "r"))
     assert out.returncode == 1, out.stderr
-    lines = [x for x in out.stderr.strip().splitlines() if not x.startswith("[IPKernelApp]")]  # the kernel's own start-up notice
+    lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kit run: 20_train: ValueError:") and "error.log" in lines[0], out.stderr
     run_json = next((tmp_path / "r").glob("runs/*/run.json"))
     info = json.loads(run_json.read_text())

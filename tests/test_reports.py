@@ -130,7 +130,7 @@ def test_bad_profile_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("notebooks: [99_missing]\n")
     with pytest.raises(reports.ProfileError, match="99_missing"):
-        reports.load_profile(bad)
+        reports.load_profile(path=bad)
     out = subprocess.run([sys.executable, "-m", "kit", "run", "--profile", "no-such-profile"], capture_output=True, text=True)
     assert out.returncode == 2 and "not found" in out.stderr
 
@@ -181,8 +181,8 @@ def test_a_misspelt_profile_key_is_refused_before_anything_runs(tmp_path):
     path = tmp_path / "smoke-typo.yaml"
     path.write_text(yaml.safe_dump(profile))
     with pytest.raises(reports.ProfileError, match=r"section '20_train': unknown key 'epoch' \(did you mean 'epochs'\?\)"):
-        reports.check_profile(reports.load_profile(path))
-    out = subprocess.run([sys.executable, "-m", "kit", "run", "--profile", str(path), "--reports-dir", str(tmp_path / "reports")],
+        reports.check_profile(reports.load_profile(path=path))
+    out = subprocess.run([sys.executable, "-m", "kit", "run", "--profile-file", str(path), "--reports-dir", str(tmp_path / "reports")],
                          capture_output=True, text=True, cwd=root, timeout=300)
     assert out.returncode == 2 and "'epoch'" in out.stderr and "'epochs'" in out.stderr, out.stderr
     assert not (tmp_path / "reports" / "runs").exists()  # nothing ran, no run folder

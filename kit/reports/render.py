@@ -331,10 +331,12 @@ def _ipc_kernel_manager():
 
 def execute_options(label: str) -> dict:
     """Keyword arguments for ``papermill.execute_notebook`` that make a stage followable and quiet:
-    a progress bar over its cells on stderr, titled ``label`` (papermill's tqdm bar), and the kernel
-    on IPC transport (no "running over TCP without encryption" warning)."""
+    a progress bar over its cells on stderr, titled ``label`` (papermill's tqdm bar) when stderr is a
+    terminal (a cron log gets the per-stage lines only), and the kernel on IPC transport (no
+    "running over TCP without encryption" warning)."""
+    bar = {"desc": label, "mininterval": 1.0, "file": sys.stderr, "leave": False} if sys.stderr.isatty() else False
     return {
-        "progress_bar": {"desc": label, "mininterval": 1.0, "file": sys.stderr, "leave": False},
+        "progress_bar": bar,
         "log_output": False,
         "kernel_manager_class": _ipc_kernel_manager(),
     }
