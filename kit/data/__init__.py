@@ -3,10 +3,27 @@
 the Parquet store and Alpaca market data, whose HTTP plumbing is :mod:`.alpaca_http`)."""
 
 from ..paths import default_store, sample_store
-from .load import adjust_prices, data_sha256, load_prices, read_prices, to_wide, trading_calendar, wide_fields
-from .schema import OPTIONAL_COLUMNS, PRICE_FIELDS, REQUIRED_COLUMNS, DataFormatError, DataValidationError
+from .bars import BarFrequency, exchange_calendar, infer_frequency, period_labels, resample_bars, sessions
+from .load import (
+    adjust_prices,
+    data_sha256,
+    load_prices,
+    read_prices,
+    source_market_moves,
+    to_wide,
+    trading_calendar,
+    wide_fields,
+)
+from .schema import (
+    OPTIONAL_COLUMNS,
+    PRICE_FIELDS,
+    REQUIRED_COLUMNS,
+    SEVERITIES,
+    DataFormatError,
+    DataValidationError,
+)
 from .universe import load_universe, select_universe, universe_summary
-from .validate import ValidationReport, validate_prices
+from .validate import CHECKS, ValidationReport, market_moves, validate_prices
 
 __all__ = [
     "DataFormatError",
@@ -28,4 +45,14 @@ __all__ = [
     "trading_calendar",
     "load_universe",
     "universe_summary",
+    "SEVERITIES",
+    "CHECKS",
+    "market_moves",
+    "source_market_moves",
+    "BarFrequency",
+    "infer_frequency",
+    "exchange_calendar",
+    "sessions",
+    "period_labels",
+    "resample_bars",
 ]
