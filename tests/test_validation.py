@@ -140,3 +140,17 @@ def test_committed_store_findings_by_check_and_severity():
     e = report.issues[report.issues["severity"] == "error"]
     assert {("MSI", "2011-01-04"), ("KSU", "2000-07-13"), ("WST", "2004-09-30"), ("ANTM", "2005-06-02")} <= {
         (s, str(pd.Timestamp(d).date())) for s, d in zip(e["symbol"], e["date"], strict=True)}
+
+
+def test_bars_per_year_threads_through_annualisation():
+    from kit import analytics, features
+
+    rng = np.random.default_rng(0)
+    r = pd.Series(rng.normal(0.001, 0.01, 300), index=pd.bdate_range("2020-01-01", periods=300))
+    assert analytics.sharpe_ratio(r, 52) == pytest.approx(analytics.sharpe_ratio(r) * np.sqrt(52 / 252), rel=1e-12)
+    daily = analytics.performance_table({"x": r})
+    weekly = analytics.performance_table({"x": r}, bars_per_year=52)
+    assert weekly.loc["x", "annual_volatility"] == pytest.approx(daily.loc["x", "annual_volatility"] * np.sqrt(52 / 252), rel=1e-12)
+    assert weekly.loc["x", "sharpe_ci_high"] == pytest.approx(daily.loc["x", "sharpe_ci_high"] * np.sqrt(52 / 252), rel=1e-12)
+    v = features.ex_ante_vol(r.to_frame(), bars_per_year=52)
+    np.testing.assert_allclose(v.to_numpy(), features.ex_ante_vol(r.to_frame()).to_numpy() * np.sqrt(52 / 252), equal_nan=True)

@@ -509,13 +509,16 @@ def ewm_std(x, *, span=None, halflife=None, alpha=None, com=None, adjust: bool =
     return _out(_ewm_std_nb(v, a, bool(adjust), max(int(min_periods), 1), 1.0), sq)
 
 
-def ex_ante_vol(returns, span: int = VOL_SPAN, min_periods: int = VOL_MIN_PERIODS, annualise: bool = True) -> np.ndarray:
-    """Ex-ante volatility ``sigma_t``: EWM std (span 60, ``adjust=True``) of daily returns up to t,
-    times ``sqrt(252)`` when ``annualise`` (Lim, Zohren & Roberts, 2019, section 4.1).
-    NaN until ``min_periods`` valid returns. ``(T, N)`` float64."""
+def ex_ante_vol(returns, span: int = VOL_SPAN, min_periods: int = VOL_MIN_PERIODS, annualise: bool = True,
+                bars_per_year: float = TRADING_DAYS) -> np.ndarray:
+    """Ex-ante volatility ``sigma_t``: EWM std (span 60, ``adjust=True``) of per-bar returns up to t,
+    times ``sqrt(bars_per_year)`` when ``annualise`` (252 for daily bars; Lim, Zohren & Roberts, 2019,
+    section 4.1). NaN until ``min_periods`` valid returns. ``(T, N)`` float64."""
     a = ewm_alpha(span=span)
     v, sq = _as2d(returns, "returns")
-    return _out(_ewm_std_nb(v, a, True, max(int(min_periods), 1), math.sqrt(TRADING_DAYS) if annualise else 1.0), sq)
+    if not bars_per_year > 0:
+        raise ValueError(f"bars_per_year must be > 0, got {bars_per_year!r}")
+    return _out(_ewm_std_nb(v, a, True, max(int(min_periods), 1), math.sqrt(bars_per_year) if annualise else 1.0), sq)
 
 
 def vol_normalised_returns(close, k: int, daily_vol) -> np.ndarray:
