@@ -218,20 +218,18 @@ def resample_bars(prices: pd.DataFrame, rule: str, calendar: str = DEFAULT_EXCHA
     frame = prices.copy()
     cols = [c for c in _AGG if c in frame.columns]
     d = pd.DatetimeIndex(frame["date"])
+    day = d.normalize()
+    if freq.intraday:  # regular hours only: bars starting at or after the open and before the close
+        cal = exchange_calendar(calendar)
+        opens = pd.DatetimeIndex(cal.opens.reindex(day).dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None))
+        closes = pd.DatetimeIndex(cal.closes.reindex(day).dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None))
+        keep = np.asarray((d >= opens) & (d < closes), dtype=bool)  # NaT (not a session) compares False
+        frame, d, day, opens = frame[keep], d[keep], day[keep], opens[keep]
     if rule in ("daily", "weekly", "monthly"):
         if rule == "daily" and not freq.intraday:
             raise ValueError(f"rule 'daily' needs intraday bars; the data are {freq.name}")
-        if freq.name in ("weekly", "monthly", "quarterly") or (freq.name == "monthly" and rule == "weekly"):
+        if freq.name in ("weekly", "monthly", "quarterly"):
             raise ValueError(f"rule {rule!r} is not coarser than the data ({freq.name})")
-        day = d.normalize()
-        if freq.intraday:
-            cal = exchange_calendar(calendar)
-            sess = sessions(day.min(), day.max(), calendar)
-            keep = day.isin(sess)
-            opens = cal.opens.reindex(day).dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).to_numpy()
-            closes = cal.closes.reindex(day).dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).to_numpy()
-            keep &= (d.to_numpy() >= opens) & (d.to_numpy() < closes)
-            frame, day = frame[keep], day[keep]
         if rule == "daily":
             label = pd.Series(day, index=frame.index)
         else:
@@ -244,13 +242,8 @@ def resample_bars(prices: pd.DataFrame, rule: str, calendar: str = DEFAULT_EXCHA
             raise ValueError(f"rule must be 'daily', 'weekly', 'monthly' or a bar length like '1h', got {rule!r}") from None
         if not freq.intraday or bar <= freq.bar:
             raise ValueError(f"rule {rule!r} is not coarser than the data ({freq.name})")
-        day = d.normalize()
-        cal = exchange_calendar(calendar)
-        opens = pd.DatetimeIndex(cal.opens.reindex(day).dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None))
-        keep = ~opens.isna()
-        frame, d, opens = frame[keep], d[keep], opens[keep]
-        k = ((d - opens) // bar).astype("int64")
-        label = pd.Series(opens + k * bar, index=frame.index)
+        k = np.asarray((d - opens) // bar, dtype="int64")
+        label = pd.Series(opens + pd.to_timedelta(k * bar.value, unit="ns"), index=frame.index)
     agg = {c: _AGG[c] for c in cols}
     grouped = frame.assign(_label=label.to_numpy()).groupby(["symbol", "_label"], sort=True)
     out = grouped.agg(agg).reset_index().rename(columns={"_label": "date"})
