@@ -5,6 +5,8 @@ Commands
 run     execute a profile's notebooks into a new run folder and render them (``--profile NAME``)
 render  render an executed notebook to HTML (Quarto if on PATH, else nbconvert)
 index   rebuild ``reports/index.html``
+data    ``data check PATH [--json] [--strict]`` (validation findings) and ``data clean PATH --out FILE``
+        (the cleaned store and its report)
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ def main(argv=None) -> int:
     p_paper.add_argument("--bars", choices=["parquet", "alpaca"], default="parquet", help="daily bars from the Parquet store (default) or Alpaca market data")
     p_index = sub.add_parser("index", help="rebuild reports/index.html")
     p_index.add_argument("--reports-dir", default=None)
+    _data_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "data":
+        return _data(args)
 
     from . import reports
 
@@ -134,6 +139,69 @@ def _paper(args) -> int:
         raise
     print(f"{day.as_of.date()}: {day.status}; model {day.model}; equity {day.equity:.2f}; cash {day.cash:.2f}; "
           f"orders {0 if day.orders is None else len(day.orders)}")
+    return 0
+
+
+def _data_parser(sub) -> None:
+    """The ``data`` subcommands' arguments."""
+    p_data = sub.add_parser("data", help="check or clean a price file (validation findings, cleaning policy)")
+    data_sub = p_data.add_subparsers(dest="data_command", required=True)
+    p_check = data_sub.add_parser("check", help="print every validation finding (exit 1 on errors with --strict)")
+    p_check.add_argument("path", help="Parquet file, CSV file or folder of CSV files")
+    p_check.add_argument("--json", action="store_true", help="one JSON object per finding and line")
+    p_check.add_argument("--strict", action="store_true", help="exit 1 when any finding has severity error")
+    p_check.add_argument("--date-format", default=None, help="strptime format of the date column (e.g. %%d/%%m/%%Y)")
+    p_clean = data_sub.add_parser("clean", help="apply a cleaning policy and write the cleaned store with its report")
+    p_clean.add_argument("path")
+    p_clean.add_argument("--out", required=True, help="cleaned Parquet file to write (its report goes to OUT.report.json)")
+    p_clean.add_argument("--policy", default="default", help="default, none, or a JSON mapping, e.g. '{\"error\": \"exclude\"}'")
+    p_clean.add_argument("--date-format", default=None)
+
+
+def _data(args) -> int:
+    """``python -m kit data check|clean``: exit 0 done, 1 errors found with ``--strict``, 2 the file
+    or the policy cannot be read (the message names the file, row, column and value)."""
+    import json
+
+    import pandas as pd
+
+    from . import data
+    from .base import atomic_path, atomic_write_text, jsonable
+
+    try:
+        raw = data.read_prices(args.path, date_format=args.date_format)
+        freq = data.infer_frequency(raw, str(args.path))
+        market = data.source_market_moves(args.path) if not freq.intraday else None
+        report = data.validate_prices(raw, market=market, frequency=freq.name, bars_per_year=freq.bars_per_year)
+        if args.data_command == "clean":
+            policy = data.CleaningPolicy.from_param(json.loads(args.policy) if args.policy.strip().startswith("{") else args.policy)
+    except (data.DataFormatError, ValueError) as exc:
+        print(f"kit data {args.data_command}: {exc}", file=sys.stderr)
+        return 2
+    issues = report.issues
+    if args.data_command == "check":
+        if args.json:
+            for row in issues.itertuples(index=False):
+                print(json.dumps(jsonable({"check": row.check, "severity": row.severity, "symbol": row.symbol,
+                                           "date": pd.Timestamp(row.date).isoformat() if freq.intraday else pd.Timestamp(row.date).date().isoformat(),
+                                           "field": row.field, "value": row.value, "reason": row.reason})))
+        else:
+            print(f"{args.path}: {report.n_rows} rows, {report.n_symbols} symbols, {freq.name} bars; "
+                  f"{len(issues)} findings ({report.n_errors} errors)")
+            if len(issues):
+                with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
+                    print(report.counts().to_string(index=False))
+                    print()
+                    print(issues.assign(date=pd.to_datetime(issues["date"]).dt.date if not freq.intraday else issues["date"]).to_string(index=False))
+        return 1 if args.strict and report.n_errors else 0
+    cleaned, cleaning = data.clean_prices(raw, report, policy)
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        cleaned.to_parquet(tmp, index=False)
+    rep_path = out.with_name(out.name + ".report.json")
+    atomic_write_text(rep_path, json.dumps(jsonable(cleaning.to_dict()), indent=2))
+    print(f"{out}: {cleaning.rows_after} rows ({cleaning.rows_before - cleaning.rows_after} removed by "
+          f"{len(cleaning.actions)} findings); report {rep_path}")
     return 0
 
 
