@@ -45,7 +45,7 @@ def _five_minute_file(tmp_path):
     13:00), with pre-market and after-hours bars that the daily bar must leave out."""
     rows = []
     price = 100.0
-    for day, close_time in (("2020-11-25", "16:00"), ("2020-11-27", "13:00")):
+    for day in ("2020-11-25", "2020-11-27"):
         for t in pd.date_range(f"{day} 08:00", f"{day} 17:55", freq="5min"):
             price += 0.01
             rows.append({"Symbol": "XYZ", "Date": t.isoformat(), "Open": price, "High": price + 0.05,

@@ -56,5 +56,5 @@ def test_clean_writes_the_store_and_its_report(bad_file, tmp_path, capsys):
 def test_check_runs_on_the_committed_store(capsys):
     assert main(["data", "check", str(data.default_store()), "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert sum(x["severity"] == "error" for x in lines) == 20
+    assert sum(x["severity"] == "error" for x in lines) == 19
     assert main(["data", "check", str(data.default_store()), "--strict"]) == 1

@@ -71,7 +71,7 @@ def test_each_rule_finds_its_fault_with_its_severity(ohlcv, name, mutate, check,
     if severity == "error":
         with pytest.raises(data.DataValidationError) as exc:
             data.validate_prices(bad, calendar=calendar, strict=True)
-        assert f"symbol='AAA'" in str(exc.value) and "(error)" in str(exc.value)
+        assert "symbol='AAA'" in str(exc.value) and "(error)" in str(exc.value)
     else:
         data.validate_prices(bad, calendar=calendar, strict=True)  # only errors raise
 
