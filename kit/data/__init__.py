@@ -33,7 +33,7 @@ from .schema import (
     DataFormatError,
     DataValidationError,
 )
-from .universe import UniverseData, load_universe, select_universe, universe_summary
+from .universe import UniverseData, load_universe, select_universe, store_coverage, universe_summary
 from .validate import CHECKS, ValidationReport, market_moves, validate_prices
 
 __all__ = [
@@ -77,4 +77,5 @@ __all__ = [
     "membership_mask",
     "survivorship_coverage",
     "UniverseData",
+    "store_coverage",
 ]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .clean import CleaningPolicy, CleaningReport, clean_prices
 from .load import _resolve, adjust_prices, infer_frequency, read_prices, source_market_moves, trading_calendar
-from .membership import UNIVERSE_MODES, members_on, membership_mask
+from .membership import UNIVERSE_MODES, members_on, membership_mask, survivorship_coverage
 from .validate import ValidationReport, validate_prices
 
 
@@ -148,6 +148,32 @@ def load_universe(
         dates = pd.DatetimeIndex(sorted(prices["date"].unique()))
         mask = membership_mask(dates, chosen)
     return UniverseData(prices, report, chosen, mask, cleaning_report, universe, freq.bars_per_year)
+
+
+def store_coverage(dates, source=None) -> pd.DataFrame:
+    """:func:`kit.data.survivorship_coverage` of a price source on each of ``dates``: how many of the
+    index's members that day have prices in the source by then.
+
+    Returns
+    -------
+    DataFrame indexed by date with ``members``, ``in_store``, ``coverage`` and the lists
+    ``missing``, ``missing_long_standing`` and ``aliased`` (see :func:`kit.data.survivorship_coverage`).
+    """
+    path = _resolve(source)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        from .schema import canonical_columns
+
+        mapping = canonical_columns(pq.read_schema(path).names, str(path))
+        inv = {v: k for k, v in mapping.items()}
+        frame = pd.read_parquet(path, columns=[inv["symbol"], inv["date"]]).rename(columns=mapping)
+        frame["date"] = pd.to_datetime(frame["date"])
+    else:
+        frame = read_prices(path)[["symbol", "date"]]
+    first = frame.groupby("symbol")["date"].min()
+    rows = [survivorship_coverage(d, first.index, first) for d in pd.DatetimeIndex(dates)]
+    return pd.DataFrame(rows).set_index("date")
 
 
 def universe_summary(prices: pd.DataFrame) -> pd.DataFrame:
