@@ -172,3 +172,14 @@ def test_hourly_bars_are_recognised_and_mixed_frequencies_refused(tmp_path, ohlc
     mixed.to_csv(path, index=False)
     with pytest.raises(data.DataFormatError, match=r"mixed.csv: bars of different frequencies in one panel: 1h \(e.g. 'AAA'\), daily \(e.g. 'BBB'\)"):
         data.load_prices(path)
+
+
+def test_unknown_symbol_and_not_a_number(tmp_path, ohlcv):
+    path = tmp_path / "good.parquet"
+    ohlcv.to_parquet(path)
+    with pytest.raises(data.DataFormatError, match=r"good.parquet: unknown symbol\(s\) \['ZZZ'\]"):
+        data.load_prices(path, symbols=["ZZZ"])
+    f = ohlcv.astype({"close": str})
+    f.loc[2, "close"] = "abc"
+    with pytest.raises(data.DataFormatError, match=r"prices.csv: column 'close' row 2 \(line 4\): 'abc' is not a number"):
+        data.read_prices(_csv(tmp_path, f))

@@ -239,7 +239,10 @@ def read_prices(source=None, symbols=None, start=None, end=None, *, date_format:
     elif path.suffix.lower() == ".csv":
         frame = _read_one(path, date_format, exchange_tz)
     elif path.suffix.lower() in (".parquet", ".pq"):
-        frame = _normalise_frame(_read_parquet(path, symbols), where, date_format, exchange_tz, line_offset)
+        table = _read_parquet(path, symbols)
+        if symbols is not None and table.empty:
+            raise DataFormatError(f"{where}: unknown symbol(s) {[str(s) for s in symbols][:10]} (field 'symbols')")
+        frame = _normalise_frame(table, where, date_format, exchange_tz, line_offset)
     else:
         raise DataFormatError(f"{where}: unsupported file type {path.suffix!r} (use .parquet, .csv or a folder)")
 

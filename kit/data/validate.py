@@ -363,7 +363,7 @@ def _move_checks(frame: pd.DataFrame, market: pd.DataFrame, skipped: tuple) -> l
 
         f = rc
         ratios = np.stack([o / prev["open"], h / prev["high"], lo / prev["low"], f])
-        consistent = (np.max(ratios, axis=0) / np.min(ratios, axis=0)) < 1.05  # NaN -> False
+        consistent = (np.min(ratios, axis=0) > 0) & ((np.max(ratios, axis=0) / np.min(ratios, axis=0)) < 1.05)  # NaN -> False
         back = np.abs(nxt_close / prev["close"] - 1.0) < 0.10
         bad = (np.abs(f - 1.0) > 0.25) & consistent & back & (split == 1.0) & (nxt_split == 1.0)
         out.append(_issues("bad_row", frame, bad, "close", f,
