@@ -39,6 +39,7 @@ def test_survivorship_coverage_of_2005():
     assert data.survivorship_coverage("2021-04-21", first.index, first)["in_store"] == 503
 
 
+@pytest.mark.slow
 def test_point_in_time_selection_uses_members_of_the_day():
     raw = data.read_prices(end="2004-12-31", start="2003-06-01")
     members = data.members_on("2004-12-31")
