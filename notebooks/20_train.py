@@ -97,6 +97,7 @@ if search_trials > 0:
             close, model=name, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
             lookback=settings.lookback, target_vol=settings.target_vol, epochs=settings.epochs, patience=settings.patience,
             n_heads=settings.n_heads, seed=settings.seed, storage=reports.search_storage(out_dir), study_name=f"search-{name}",
+            membership=membership,
         )
         reports.save_search_trials(out_dir, name, searches[name].trials)
 
