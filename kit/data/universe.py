@@ -52,8 +52,8 @@ def select_universe(prices: pd.DataFrame, n: int, as_of, lookback_days: int = 25
 
 @dataclass
 class UniverseData:
-    """What :func:`load_universe` returns. Unpacks as ``prices, report, symbols`` (the form notebooks
-    and the paper step used before these extras existed).
+    """What :func:`load_universe` returns. Unpacks and indexes as the tuple ``(prices, report,
+    symbols)`` (the form notebooks and the paper step used before these extras existed).
 
     Attributes
     ----------
@@ -77,6 +77,12 @@ class UniverseData:
 
     def __iter__(self):
         return iter((self.prices, self.report, self.symbols))
+
+    def __getitem__(self, i):
+        return (self.prices, self.report, self.symbols)[i]
+
+    def __len__(self) -> int:
+        return 3
 
     def mask_for(self, frame: pd.DataFrame) -> pd.DataFrame | None:
         """The membership mask aligned to ``frame`` (same dates and symbols; False where unknown),
