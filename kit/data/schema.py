@@ -119,7 +119,7 @@ def symbols_as_text(values: pd.Series, where: str, line_offset: int | None = Non
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
         raise DataFormatError(f"{where}: column 'symbol' {_row_label(i, line_offset)} is empty")
-    return text.astype(object)
+    return text.astype(str)
 
 
 def _check_columns(columns, where: str) -> None:
