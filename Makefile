@@ -8,8 +8,11 @@ PROFILE ?= report
 
 export NUMBA_CACHE_DIR := $(CURDIR)/$(VENV)/numba_cache
 export PYTHONHASHSEED := 0
+# Quarto for the reports, when installed into the virtualenv (`make quarto`, or CI from ../shared/);
+# otherwise the quarto on PATH, if any; without one, pages are rendered by nbconvert
+export PATH := $(CURDIR)/$(VENV)/quarto/bin:$(PATH)
 
-.PHONY: install report test test-fast test-unit test-notebooks test-postgres lint bench clean-venv lab paper-replay notebooks
+.PHONY: install quarto report test test-fast test-unit test-notebooks test-postgres lint bench clean-venv lab paper-replay notebooks
 
 install: $(STAMP)
 
@@ -26,6 +29,7 @@ report: $(STAMP)
 
 ## make test: the whole suite (unit tests, then every notebook with its smoke defaults)
 test: $(STAMP)
+	@$(PY) -c "from kit.reports.render import renderer_label, renderer_name; print('reports rendered by', renderer_label(renderer_name()))"
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbmake --nbmake-timeout=1200 notebooks/
 
@@ -47,6 +51,21 @@ test-postgres: $(STAMP)
 ## make paper-replay: the paper-trading loop replayed over the last year of the committed data (report under reports/)
 paper-replay: $(STAMP)
 	$(PY) -m kit run --profile paper
+
+## make quarto: optional Quarto for the reports (pip's kit[quarto], which downloads Quarto itself, or,
+## in this workplace, ../shared/tools/quarto/install.sh). A failure is reported once; nbconvert then renders.
+quarto: $(STAMP)
+	@if [ -f ../shared/tools/quarto/install.sh ]; then \
+	  bash ../shared/tools/quarto/install.sh $(CURDIR)/$(VENV)/quarto >$(VENV)/quarto-install.log 2>&1 \
+	  && echo "quarto: $$($(VENV)/quarto/bin/quarto --version) in $(VENV)/quarto" \
+	  || echo "quarto: not installed (see $(VENV)/quarto-install.log); reports are rendered by nbconvert"; \
+	elif $(PY) -m pip install --quiet -e '.[quarto]' >$(VENV)/quarto-install.log 2>&1; then \
+	  echo "quarto: installed with pip's kit[quarto]: $$($(VENV)/bin/quarto --version)"; \
+	else \
+	  echo "quarto: not installed: pip install 'kit[quarto]' failed (quarto-cli downloads Quarto from GitHub while"; \
+	  echo "  installing: no internet?). Details in $(VENV)/quarto-install.log. Reports are rendered by nbconvert;"; \
+	  echo "  other ways to get Quarto: conda install -c conda-forge quarto, or the installer from quarto.org."; \
+	fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check kit tests benchmarks scripts

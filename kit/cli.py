@@ -3,10 +3,29 @@
 Commands
 --------
 run     execute a profile's notebooks into a new run folder and render them (``--profile NAME``)
+paper   the daily paper-trading step (or a replay over history)
 render  render an executed notebook to HTML (Quarto if on PATH, else nbconvert)
-index   rebuild ``reports/index.html``
-data    ``data check PATH [--json] [--strict]`` (validation findings) and ``data clean PATH --out FILE``
-        (the cleaned store and its report)
+index   rebuild the site of runs (``reports/index.html``; ``--compare OLD NEW`` for ``compare.html``) and
+        mark runs whose process died as interrupted
+data    ``data check PATH [--json] [--strict]`` (validation findings; exit 1 with ``--strict`` when any
+        finding is an error) and ``data clean PATH --out FILE`` (the cleaned store and its report)
+
+Every error is one line on stderr (``kit <command>: <what>``) and a distinct exit status; an
+unexpected error's traceback goes to a log file named in that line. Exit statuses:
+
+==  =======================================================================================
+0   done (``paper``: also a day already done)
+1   a notebook of the run failed (the run is recorded ``failed``; details in its error.log);
+    ``data check --strict``: the file has findings of severity error
+2   invalid arguments, profile or parameters; a refused day (nothing ran)
+65  data or integrity error: unreadable data, a tampered ledger, a checkpoint that fails its
+    checks
+69  a broker or market-data service unavailable or misconfigured (nothing sent)
+70  unexpected error (a bug): traceback in the named log
+73  cannot write: the reports folder, the database or the disk (found before anything ran)
+75  locked: another run or paper step holds the lock (nothing done)
+130 interrupted (Ctrl-C)
+==  =======================================================================================
 """
 
 from __future__ import annotations
@@ -15,16 +34,21 @@ import argparse
 import sys
 from pathlib import Path
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_SOFTWARE, EXIT_CANTCREAT, EXIT_LOCKED, EXIT_INTERRUPTED = (
+    0, 1, 2, 65, 69, 70, 73, 75, 130,
+)
 
-def main(argv=None) -> int:
-    """Entry point; returns the process exit code (75 when another run holds the lock)."""
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kit", description="Deep momentum research kit")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run a profile of notebooks (params/<profile>.yaml)")
-    p_run.add_argument("--profile", default="smoke", help="profile name in params/ or a YAML path (default: smoke)")
+    which = p_run.add_mutually_exclusive_group()
+    which.add_argument("--profile", default=None, help="profile name in params/ (default: smoke)")
+    which.add_argument("--profile-file", default=None, help="a profile YAML file anywhere")
     p_run.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"])
     p_run.add_argument("--reports-dir", default=None, help="reports folder (default: reports/ in the repository)")
-    p_run.add_argument("--notebooks", nargs="*", default=None, help="run only these notebook stems")
+    p_run.add_argument("--notebooks", nargs="*", default=None, help="run only these notebook stems (e.g. 30_backtest)")
     p_run.add_argument(
         "--reuse-artifacts", default=None, metavar="RUN",
         help="copy an earlier run's artifacts and metrics first (run id or folder), e.g. to re-run 30_backtest without retraining",
@@ -35,6 +59,7 @@ def main(argv=None) -> int:
     p_paper = sub.add_parser("paper", help="the daily paper-trading step (or a replay over history)")
     p_paper.add_argument("--as-of", default=None, help="trading day YYYY-MM-DD (decisions at its close); default: the data's last day")
     p_paper.add_argument("--profile", default="paper", help="profile with a 'paper' section (default: paper)")
+    p_paper.add_argument("--profile-file", default=None, help="a profile YAML file anywhere, instead of --profile")
     p_paper.add_argument("--account", default=None, help="override the account name")
     p_paper.add_argument("--db", default=None, help="database URL (default: $KIT_DB_URL or data/state/kit.db)")
     p_paper.add_argument("--replay", nargs=2, metavar=("START", "END"), default=None, help="step day by day through [START, END] instead")
@@ -42,104 +67,185 @@ def main(argv=None) -> int:
     p_paper.add_argument("--reset", action="store_true", help="delete the account's state (orders, fills, positions, runs) and stop")
     p_paper.add_argument("--broker", choices=["sim", "alpaca"], default="sim", help="sim: the simulated broker (default); alpaca: Alpaca's paper API (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY)")
     p_paper.add_argument("--bars", choices=["parquet", "alpaca"], default="parquet", help="daily bars from the Parquet store (default) or Alpaca market data")
-    p_index = sub.add_parser("index", help="rebuild reports/index.html")
+    p_index = sub.add_parser("index", help="rebuild the site of runs (reports/index.html, run pages, compare.html)")
     p_index.add_argument("--reports-dir", default=None)
+    p_index.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"], help="nbconvert: plain HTML")
+    p_index.add_argument("--compare", nargs=2, metavar=("OLD_RUN", "NEW_RUN"), default=None, help="the two runs of compare.html")
+    p_index.add_argument("--summaries", action="store_true", help="also write summary.html for runs that have none")
+    p_index.add_argument("--full", action="store_true", help="re-render every run page")
     _data_parser(sub)
-    args = parser.parse_args(argv)
-    if args.command == "data":
-        return _data(args)
+    return parser
 
+
+def main(argv=None) -> int:
+    """Entry point; returns the process exit status (module docstring)."""
+    args = _parser().parse_args(argv)
+    handler = {"run": _run, "paper": _paper, "render": _render, "index": _index, "data": _data}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print(f"kit {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - every error becomes one line and an exit status
+        return _report(args.command, exc)
+
+
+def _classify(exc: BaseException) -> int:
+    """The exit status of an error (module docstring)."""
+    import errno
+
+    from .base.config import ConfigError
+    from .base.locks import LockHeldError
+    from .paths import PathEscapeError
+
+    if isinstance(exc, LockHeldError):
+        return EXIT_LOCKED
+    names = {c.__name__ for c in type(exc).__mro__}
+    if names & {"StageFailed"}:
+        return EXIT_FAILED
+    if names & {"NotWritableError"} or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)):
+        return EXIT_CANTCREAT
+    if names & {"BrokerError"}:
+        return EXIT_UNAVAILABLE
+    if names & {"DataFormatError", "DataValidationError", "TamperedLedgerError", "LedgerError", "CheckpointError", "CheckpointMismatchError",
+                "RegistryError", "SchemaVersionError"}:
+        return EXIT_DATA
+    if isinstance(exc, ConfigError | PathEscapeError) or names & {"ProfileError", "PaperError"} or isinstance(exc, ValueError):
+        return EXIT_USAGE
+    return EXIT_SOFTWARE
+
+
+def _report(command: str, exc: BaseException) -> int:
+    """Print the error as one line (its traceback, when unexpected, to a log file) and return its
+    exit status."""
+    code = _classify(exc)
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else ""
+    if type(exc).__name__ == "StageFailed":
+        print(f"kit {command}: {message} (run {exc.run_dir.name} recorded failed; details in {exc.run_dir / 'error.log'})", file=sys.stderr)
+        return code
+    where = ""
+    if code == EXIT_SOFTWARE:
+        where = f" (details in {_log_traceback(command, exc)})"
+    print(f"kit {command}: {type(exc).__name__}: {message}{where}", file=sys.stderr)
+    return code
+
+
+def _log_traceback(command: str, exc: BaseException) -> str:
+    import datetime as dt
+    import traceback
+
+    from .paths import state_dir
+
+    try:
+        path = state_dir() / "logs" / f"kit-{command}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)))
+        return str(path)
+    except OSError:
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix=f"kit-{command}-", suffix=".log")
+        with open(fd, "w") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+        return name
+
+
+def _run(args) -> int:
+    # the lock is checked before anything heavy is imported, so a second run exits at once
+    from .base.locks import lock_is_held
+    from .paths import REPORTS_DIR
+
+    reports_dir = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
+    if lock_is_held(reports_dir / ".lock"):
+        print(f"kit run: another run holds {reports_dir / '.lock'}; not starting", file=sys.stderr)
+        return EXIT_LOCKED
     from . import reports
 
-    if args.command == "run":
-        from .paths import REPORTS_DIR
+    profile = args.profile if args.profile or args.profile_file else "smoke"
+    run_dir = reports.run_profile(
+        profile if not args.profile_file else None, reports_dir=reports_dir, renderer=args.renderer, notebooks=args.notebooks,
+        reuse_artifacts=args.reuse_artifacts, profile_file=args.profile_file,
+    )
+    print(f"run folder: {run_dir}")
+    print(f"index:      {reports_dir / 'index.html'}")
+    return EXIT_OK
 
-        reports_dir = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
-        try:
-            run_dir = reports.run_profile(
-                args.profile, reports_dir=reports_dir, renderer=args.renderer, notebooks=args.notebooks, reuse_artifacts=args.reuse_artifacts
-            )
-        except reports.RunLockedError as exc:
-            print(f"kit run: {exc}", file=sys.stderr)
-            return 75
-        except reports.ProfileError as exc:
-            print(f"kit run: {exc}", file=sys.stderr)
-            return 2
-        print(f"run folder: {run_dir}")
-        print(f"index:      {reports_dir / 'index.html'}")
-        return 0
-    if args.command == "paper":
-        return _paper(args)
-    if args.command == "render":
-        print(reports.render_notebook(args.notebook, args.renderer))
-        return 0
-    if args.command == "index":
-        from .paths import REPORTS_DIR
 
-        print(reports.build_index(Path(args.reports_dir) if args.reports_dir else REPORTS_DIR))
-        return 0
-    return 2  # pragma: no cover
+def _render(args) -> int:
+    from . import reports
+
+    print(reports.render_notebook(args.notebook, args.renderer))
+    return EXIT_OK
+
+
+def _index(args) -> int:
+    from . import reports
+    from .base.locks import LockHeldError
+    from .paths import REPORTS_DIR
+
+    reports_dir = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
+
+    def build():
+        if args.summaries:
+            for run in sorted((reports_dir / "runs").glob("*/run.json")):
+                if not (run.parent / "summary.html").exists():
+                    reports.summary.summary_page(run.parent, reports.renderer_name(args.renderer), None)
+        return reports.build_site(reports_dir, args.renderer, tuple(args.compare) if args.compare else None, args.full)
+
+    try:
+        with reports.run_lock(reports_dir):
+            gone = reports.mark_interrupted(reports_dir, lock_held=True)
+            path = build()
+    except LockHeldError:  # a run is going: mark only runs whose process is gone
+        gone = reports.mark_interrupted(reports_dir, lock_held=False)
+        path = build()
+    if gone:
+        print(f"marked interrupted: {', '.join(gone)}")
+    print(path)
+    return EXIT_OK
 
 
 def _paper(args) -> int:
-    """``python -m kit paper``: exit 0 done (or already done), 75 locked, 2 refused, 69 broker or
-    market data unavailable or misconfigured (message on stderr)."""
-    from . import live as paper
-    from . import reports
+    """``python -m kit paper``: the daily step, a replay, model preparation or a reset."""
+    from . import live, reports
 
-    try:
-        profile = reports.load_profile(args.profile)
-    except reports.ProfileError as exc:
-        print(f"kit paper: {exc}", file=sys.stderr)
-        return 2
+    profile = reports.load_profile(None if args.profile_file else args.profile, path=args.profile_file)
     cfg = dict(profile.get("paper") or {})
     if args.account:
         cfg["account"] = args.account
-    try:
-        config = paper.PaperConfig.from_dict(cfg)
-        if args.reset:
-            paper.SimBroker(args.db, config.account).reset()
-            print(f"account {config.account!r}: state deleted")
-            return 0
-        if args.prepare_model:
-            row = paper.prepare_model(config, args.prepare_model, db=args.db)
-            print(f"registered {row['label']}: {row['status']}" + (f" (gate: {'; '.join(row['gate_reasons'])})" if row["gate_reasons"] else ""))
-        if args.replay:
-            r = paper.replay(args.replay[0], args.replay[1], config, db=args.db, progress=True)
-            print(f"replayed {len(r.days)} days with {r.model} ({r.model_status}); equity {r.days['equity'].iloc[-1]:.2f}; "
-                  f"max |paper / backtest - 1| = {r.max_rel_diff:.2e}")
-            return 0
-        if args.prepare_model and not args.as_of:
-            return 0
-        as_of = args.as_of
-        if as_of is None:
-            as_of = paper.load_history(config, "2100-01-01")["date"].max()
-        broker = source = None
-        if args.broker == "alpaca":
-            from .live.alpaca import AlpacaBroker
+    config = live.PaperConfig.from_dict(cfg)
+    if args.reset:
+        live.SimBroker(args.db, config.account).reset()
+        print(f"account {config.account!r}: state deleted")
+        return EXIT_OK
+    reports.check_writable(config.state_path(), [args.db or ""], min_free_mb=50)
+    if args.prepare_model:
+        row = live.prepare_model(config, args.prepare_model, db=args.db)
+        print(f"registered {row['label']}: {row['status']}" + (f" (gate: {'; '.join(row['gate_reasons'])})" if row["gate_reasons"] else ""))
+    if args.replay:
+        r = live.replay(args.replay[0], args.replay[1], config, db=args.db, progress=True)
+        print(f"replayed {len(r.days)} days with {r.model} ({r.model_status}); equity {r.days['equity'].iloc[-1]:.2f}; "
+              f"max |paper / backtest - 1| = {r.max_rel_diff:.2e}")
+        return EXIT_OK
+    if args.prepare_model and not args.as_of:
+        return EXIT_OK
+    as_of = args.as_of
+    if as_of is None:
+        as_of = live.load_history(config, "2100-01-01")["date"].max()
+    broker = source = None
+    if args.broker == "alpaca":
+        from .live.alpaca import AlpacaBroker
 
-            broker = AlpacaBroker(paper=True)
-        if args.bars == "alpaca":
-            from .data.sources import AlpacaBarSource
+        broker = AlpacaBroker(paper=True)
+    if args.bars == "alpaca":
+        from .data.sources import AlpacaBarSource
 
-            source = AlpacaBarSource()
-        day = paper.run_day(as_of, config, broker=broker, source=source, db=args.db)
-    except paper.PaperLockedError as exc:
-        print(f"kit paper: {exc}", file=sys.stderr)
-        return 75
-    except (paper.PaperError, ValueError) as exc:
-        print(f"kit paper: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - broker and data-source errors: message only (never keys)
-        from .live.brokers import BrokerError
-
-        if isinstance(exc, BrokerError):
-            print(f"kit paper: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 69
-        raise
+        source = AlpacaBarSource()
+    day = live.run_day(as_of, config, broker=broker, source=source, db=args.db)
     print(f"{day.as_of.date()}: {day.status}; model {day.model}; equity {day.equity:.2f}; cash {day.cash:.2f}; "
           f"orders {0 if day.orders is None else len(day.orders)}")
-    return 0
+    return EXIT_OK
 
 
 def _data_parser(sub) -> None:
@@ -159,8 +265,9 @@ def _data_parser(sub) -> None:
 
 
 def _data(args) -> int:
-    """``python -m kit data check|clean``: exit 0 done, 1 errors found with ``--strict``, 2 the file
-    or the policy cannot be read (the message names the file, row, column and value)."""
+    """``python -m kit data check|clean``: exit 0 done, 1 findings of severity error with ``--strict``,
+    65 the file cannot be read (the message names the file, row, column and value), 2 an invalid
+    cleaning policy."""
     import json
 
     import pandas as pd
@@ -175,9 +282,12 @@ def _data(args) -> int:
         report = data.validate_prices(raw, market=market, frequency=freq.name, bars_per_year=freq.bars_per_year)
         if args.data_command == "clean":
             policy = data.CleaningPolicy.from_param(json.loads(args.policy) if args.policy.strip().startswith("{") else args.policy)
-    except (data.DataFormatError, ValueError) as exc:
+    except data.DataFormatError as exc:
         print(f"kit data {args.data_command}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_DATA
+    except ValueError as exc:
+        print(f"kit data {args.data_command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     issues = report.issues
     if args.data_command == "check":
         if args.json:
@@ -193,7 +303,7 @@ def _data(args) -> int:
                     print(report.counts().to_string(index=False))
                     print()
                     print(issues.assign(date=pd.to_datetime(issues["date"]).dt.date if not freq.intraday else issues["date"]).to_string(index=False))
-        return 1 if args.strict and report.n_errors else 0
+        return EXIT_FAILED if args.strict and report.n_errors else EXIT_OK
     cleaned, cleaning = data.clean_prices(raw, report, policy)
     out = Path(args.out)
     with atomic_path(out) as tmp:
@@ -202,7 +312,7 @@ def _data(args) -> int:
     atomic_write_text(rep_path, json.dumps(jsonable(cleaning.to_dict()), indent=2))
     print(f"{out}: {cleaning.rows_after} rows ({cleaning.rows_before - cleaning.rows_after} removed by "
           f"{len(cleaning.actions)} findings); report {rep_path}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,11 +45,11 @@ print(f"{len(universe_symbols)} symbols ({universe} universe), {close.index[0].d
 
 # %% [markdown]
 # ## Universe
-# One row per symbol: its first and last date in the loaded range, trading days, and median daily dollar volume (raw close × shares).
+# One row per symbol: its first and last date in the loaded range, trading days, and median daily dollar volume (raw close × shares, millions of USD).
 
 # %%
 summary = data.universe_summary(prices)
-summary
+summary.style.format({"median_dollar_volume": lambda v: f"${v / 1e6:,.0f}m"})
 
 # %% [markdown]
 # ## Data quality
@@ -110,7 +110,7 @@ stats.plot.bar(ax=ax)
 ax.set_title("Annualised mean return and volatility per symbol")
 ax.axhline(0, color="black", lw=0.5)
 plt.tight_layout()
-stats.round(3).T
+stats.T.style.format("{:.1%}")
 
 # %% [markdown]
 # Ex-ante volatility (EWM standard deviation of daily returns, span 60, annualised) across the universe over time, and an equal-weight buy-and-hold index of the universe for orientation.

@@ -118,6 +118,8 @@ assert (folds["leakage_rows"] == 0).all()
 folds.drop(columns=["checkpoint"], errors="ignore")
 
 # %% [markdown]
+# ## Training curves
+#
 # Training curves: the validation loss per epoch, one line per fold (minus the validation Sharpe ratio for the position models; for `ldtm` the multi-horizon MSE averaged over the per-ticker models); validation data serve model selection only. Early stopping keeps each fold's best epoch.
 
 # %%
@@ -133,6 +135,8 @@ for ax, name in zip(axes[0], names):
 plt.tight_layout()
 
 # %% [markdown]
+# ## Interpretation
+#
 # Interpretation of the Momentum Transformer (when trained): the mean variable-selection weight of each input and the mean attention of the decision step on each past step, on the last test block.
 
 # %%
@@ -155,6 +159,8 @@ else:
     plt.tight_layout()
 
 # %% [markdown]
+# ## Out-of-sample positions
+#
 # Out-of-sample positions: their average across symbols over time.
 
 # %%
@@ -184,6 +190,8 @@ print(f"{len(models)} model(s), {folds['fold'].nunique()} folds, out of sample {
       f"leakage rows {int(folds['leakage_rows'].sum())}, configurations tried {configurations_tried}")
 
 # %% [markdown]
+# ## Registry and promotion gate
+#
 # Registry: each model of this run is registered as a candidate (its last fold's checkpoint copied to a
 # versioned name, its per-fold metrics recorded) and put through the promotion gate (seed 003: next-day
 # direction accuracy at least 52%, mean absolute percentage error at most 5% for forecasters, no leakage

@@ -114,6 +114,8 @@ table.style.format({c: "{:.2%}" for c in pct if c in table} | {c: "{:.2f}" for c
                    | {"turnover": "{:.3f}", "min_track_record_length": "{:,.0f}"}, na_rep="n/a")
 
 # %% [markdown]
+# ## Equity and drawdown
+#
 # Equity (log scale) and drawdown, net of costs.
 
 # %%
@@ -139,6 +141,8 @@ ax.legend()
 plt.tight_layout()
 
 # %% [markdown]
+# ## Cost sensitivity
+#
 # Cost sensitivity: the Sharpe ratio of each strategy at 0, 1, 2, 5, 10 and 20 basis points of traded
 # notional (the same weights; only the cost changes).
 
@@ -151,9 +155,11 @@ for name, r in results.items():
         sweep_rows.append({"cost_bps": float(c), "strategy": name, "sharpe_ratio": row.sharpe_ratio, "sharpe_ci_low": row.sharpe_ci_low,
                            "sharpe_ci_high": row.sharpe_ci_high, "annual_return": row.annual_return, "max_drawdown": row.max_drawdown})
 sweep = pd.DataFrame(sweep_rows)
-sweep.pivot(index="cost_bps", columns="strategy", values="sharpe_ratio").round(3)
+sweep.pivot(index="cost_bps", columns="strategy", values="sharpe_ratio").style.format("{:.2f}")
 
 # %% [markdown]
+# ## Stability through time
+#
 # Rolling Sharpe ratio (annualised, over `rolling_window` trading days): how stable is each
 # strategy's edge through time?
 
@@ -187,6 +193,8 @@ for ax, name in zip(axes[0], heat_names):
 plt.tight_layout()
 
 # %% [markdown]
+# ## Exposure and turnover
+#
 # Exposure and turnover: gross and net exposure of the target weights (fractions of equity), and
 # the 21-day average of daily one-way turnover.
 
@@ -203,6 +211,8 @@ axes[2].legend(fontsize=7)
 plt.tight_layout()
 
 # %% [markdown]
+# ## Value at risk and stress tests
+#
 # One-day value at risk and conditional value at risk (expected shortfall) of each strategy's
 # returns, positive loss fractions at `var_confidence`, by historical simulation, the Gaussian
 # formula and the Cornish-Fisher expansion (which corrects the Gaussian quantile for skewness and
@@ -228,6 +238,8 @@ stress = pd.concat(stress, ignore_index=True)
 stress.pivot(index="scenario", columns="strategy", values="cumulative_return").style.format("{:.2%}", na_rep="no data")
 
 # %% [markdown]
+# ## Risk overlays
+#
 # Risk overlays on the first model: ATR stop-loss and take-profit (stop at `stop_atr` x ATR,
 # take-profit at `take_profit_ratio` times the stop distance, as in seed 004) and a drawdown control
 # that cuts exposure beyond `dd_threshold` and restores it on recovery, each decided from data up to
@@ -246,7 +258,8 @@ for k, v in over.items():
 ax.set_title(f"{first}: with and without the overlays (drawdown control multiplier below 1 on {(mult < 1).mean():.0%} of days)")
 ax.legend()
 plt.tight_layout()
-overlay_table[["annual_return", "annual_volatility", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "max_drawdown", "turnover"]].round(4)
+overlay_table[["annual_return", "annual_volatility", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "max_drawdown", "turnover"]].style.format(
+    {"annual_return": "{:.2%}", "annual_volatility": "{:.2%}", "max_drawdown": "{:.2%}", "turnover": "{:.2%}"}, precision=2)
 
 # %%
 if run_dir:

@@ -48,3 +48,16 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_dir_outside_the_repository(tmp_path_factory):
+    """Run-time state a test does not place itself (ledger anchors and keys of PostgreSQL test
+    databases, logs) goes to a temporary folder, never into the repository's data/state."""
+    old = os.environ.get("KIT_STATE_DIR")
+    os.environ["KIT_STATE_DIR"] = str(tmp_path_factory.mktemp("kit-state"))
+    yield
+    if old is None:
+        os.environ.pop("KIT_STATE_DIR", None)
+    else:
+        os.environ["KIT_STATE_DIR"] = old

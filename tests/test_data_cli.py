@@ -32,10 +32,10 @@ def test_check_json_lines_and_exit_codes(bad_file, capsys):
     assert "3 findings (1 errors)" in out and "bad_row" in out
 
 
-def test_check_unreadable_file_exits_2_with_the_message(tmp_path, capsys):
+def test_check_unreadable_file_exits_65_with_the_message(tmp_path, capsys):
     path = tmp_path / "x.csv"
     path.write_text("Symbol,Date,Close\nA,2020-01-02,1\n")
-    assert main(["data", "check", str(path)]) == 2
+    assert main(["data", "check", str(path)]) == 65
     err = capsys.readouterr().err
     assert "x.csv: missing required column(s)" in err and "columns found: Symbol, Date, Close" in err
 

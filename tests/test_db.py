@@ -25,6 +25,7 @@ def url(tmp_path):
 
 def test_default_url_is_a_sqlite_file_under_data_unless_overridden(monkeypatch):
     monkeypatch.delenv("KIT_DB_URL", raising=False)
+    monkeypatch.delenv("KIT_STATE_DIR", raising=False)
     u = kdb.default_url()
     assert u == f"sqlite:///{REPO_ROOT / 'data' / 'state' / 'kit.db'}"
     monkeypatch.setenv("KIT_DB_URL", "postgresql+psycopg://someone@somewhere/db")
@@ -145,3 +146,20 @@ def test_two_processes_creating_the_schema_at_once_both_succeed(url, tmp_path):
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(S.schema_version_table)).scalar() == S.LATEST_VERSION
     wait_for(tmp_path / "go")
+
+
+def test_db_lock_excludes_a_second_holder_and_is_released(url):
+    from kit.store.engine import DatabaseLockedError, db_lock
+
+    engine = kdb.get_engine(url)
+    with db_lock(engine, "paper-x"):
+        with pytest.raises(DatabaseLockedError, match="paper-x"):
+            with db_lock(engine, "paper-x"):
+                pass
+        with db_lock(engine, "paper-y"):  # another name is another lock
+            pass
+    with db_lock(engine, "paper-x"):  # released
+        pass
+    with pytest.raises(ValueError, match="lock name"):
+        with db_lock(engine, "../x"):
+            pass

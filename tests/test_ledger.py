@@ -315,7 +315,8 @@ FLIP = "{c} = CASE WHEN substr({c}, 1, 1) = 'f' THEN 'e' ELSE 'f' END || substr(
 def _found(url):
     rep = ledger.verify(db=url)
     assert not rep.ok
-    return sorted((k, s) for k, s in zip(rep.problems["kind"], rep.problems["seq"].astype(object).where(rep.problems["seq"].notna(), None), strict=True))
+    seqs = [None if pd.isna(x) else int(x) for x in rep.problems["seq"]]
+    return sorted(zip(rep.problems["kind"], seqs, strict=True), key=lambda t: (t[0], -1 if t[1] is None else t[1]))
 
 
 def test_verify_reports_an_edited_row(url, model):
@@ -331,23 +332,23 @@ def test_verify_reports_an_edited_forecast_and_a_deleted_forecast(url, model):
     assert _found(url) == [("edited", 2), ("edited", 5)]
 
 
-def test_verify_reports_a_rehashed_edit_as_a_broken_link(url, model):
+def test_verify_reports_an_edit_rehashed_without_the_key(url, model):
     _chain(url, model)
     with kdb.get_engine(url).begin() as conn:
         r = conn.execute(sa.select(S.ledger_snapshots).where(S.ledger_snapshots.c.seq == 3)).mappings().one()
         fcs = conn.execute(sa.select(S.ledger_forecasts.c.horizon, S.ledger_forecasts.c.forecast).where(S.ledger_forecasts.c.snapshot_seq == 3)).all()
         text = ledger._canonical_snapshot(3, r["model_id"], r["symbol"], r["run_date"], r["close"], r["direction"], -r["position"], r["recorded_at"], fcs)
         conn.execute(S.ledger_snapshots.update().where(S.ledger_snapshots.c.seq == 3).values(position=-r["position"], hash=ledger._sha(r["prev_hash"], text)))
-    assert ("broken_link", 4) in _found(url)
-    assert ("edited", 3) not in _found(url)
+    found = _found(url)  # re-hashed with plain sha256: the keyed hash shows the edit itself
+    assert ("broken_link", 4) in found and ("edited", 3) in found
 
 
 def test_verify_reports_deleted_rows_in_the_middle_and_at_the_end(url, model):
     _chain(url, model)
     _sql(url, "DELETE FROM ledger_forecasts WHERE snapshot_seq = 3", "DELETE FROM ledger_snapshots WHERE seq = 3")
-    assert _found(url) == [("missing", 3)]
+    assert _found(url) == [("fills_removed", None), ("missing", 3)]  # seq 3's filled outcomes went with it
     _sql(url, "DELETE FROM ledger_forecasts WHERE snapshot_seq = 6", "DELETE FROM ledger_snapshots WHERE seq = 6")
-    assert _found(url) == [("head", 6), ("missing", 3)]
+    assert _found(url) == [("fills_removed", None), ("head", 6), ("missing", 3), ("truncated", 6)]
 
 
 def test_a_tampered_head_stops_further_snapshots(url, model):
@@ -365,7 +366,7 @@ def test_verify_reports_inserted_rows(url, model):
         conn.execute(S.ledger_snapshots.insert().values(
             seq=7, model_id=model, symbol="A", run_date=pd.Timestamp("2021-01-15").date(), close=100.0, direction=1, position=1.0,
             recorded_at="2021-01-15T00:00:00.000000Z", prev_hash=last["hash"], hash=ledger._sha(last["hash"], text)))
-    assert _found(url) == [("head", 6)]  # a correctly hashed row appended outside the kit
+    assert _found(url) == [("edited", 7), ("head", 6)]  # hashed without the key: a forgery
     _sql(url, f"UPDATE ledger_snapshots SET {FLIP.format(c='hash')} WHERE seq = 7")
     assert _found(url) == [("edited", 7), ("head", 6)]
 
@@ -550,3 +551,75 @@ def test_rolling_accuracy_per_model_pools_symbols(url, model):
     assert roll["direction_accuracy"].tolist() == pytest.approx([1.0, 0.0, 1 / 3])
     lb = ledger.leaderboard(2, by="model", calendar=LB.index, db=url)
     assert roll["strategy_return"].iloc[-1] == pytest.approx(lb["strategy_return"].iloc[0])
+
+
+def _rechain(url, key, from_seq=1, position_of=None):
+    """An attacker re-hashes every row from ``from_seq`` on (with ``key``, or plain sha256 when None)
+    and repoints the head: the chain is then internally consistent."""
+    with kdb.get_engine(url).begin() as conn:
+        rows = conn.execute(sa.select(S.ledger_snapshots).order_by(S.ledger_snapshots.c.seq)).mappings().all()
+        prev = ledger.GENESIS_HASH
+        for r in rows:
+            if r["seq"] >= from_seq:
+                fcs = conn.execute(sa.select(S.ledger_forecasts.c.horizon, S.ledger_forecasts.c.forecast)
+                                   .where(S.ledger_forecasts.c.snapshot_seq == r["seq"])).all()
+                pos = position_of(r) if position_of else r["position"]
+                text = ledger._canonical_snapshot(r["seq"], r["model_id"], r["symbol"], r["run_date"], r["close"], r["direction"], pos,
+                                                  r["recorded_at"], fcs)
+                h = ledger._sha(prev, text, key)
+                conn.execute(S.ledger_snapshots.update().where(S.ledger_snapshots.c.seq == r["seq"]).values(position=pos, prev_hash=prev, hash=h))
+                prev = h
+            else:
+                prev = r["hash"]
+        conn.execute(S.ledger_head.update().values(last_seq=rows[-1]["seq"], last_hash=prev))
+
+
+@pytest.mark.parametrize("attack", ["truncate_and_repoint_head", "edit_and_rechain_with_hashlib", "edit_and_rechain_with_the_key",
+                                    "forge_a_row_with_hashlib", "remove_a_fill"])
+def test_attacks_without_the_key_or_the_anchor_file_are_detected(url, model, attack):
+    """The issue's attacks: a tail truncation with the head repointed by one SQL update, a row edited
+    and re-chained with plain hashlib (or even with the key, when the anchor file is out of reach),
+    a forged row, a removed outcome. Each one is reported; a clean chain is not."""
+    _chain(url, model)
+    engine = kdb.get_engine(url)
+    if attack == "truncate_and_repoint_head":
+        with engine.begin() as conn:
+            h4 = conn.execute(sa.select(S.ledger_snapshots.c.hash).where(S.ledger_snapshots.c.seq == 4)).scalar()
+        _sql(url, "DELETE FROM ledger_forecasts WHERE snapshot_seq > 4", "DELETE FROM ledger_snapshots WHERE seq > 4",
+             f"UPDATE ledger_head SET last_seq = 4, last_hash = '{h4}'")
+        assert ("truncated", 6) in _found(url)
+    elif attack == "edit_and_rechain_with_hashlib":
+        _rechain(url, None, from_seq=2, position_of=lambda r: -r["position"] if r["seq"] == 2 else r["position"])
+        found = _found(url)
+        assert ("edited", 2) in found and ("anchor_mismatch", 6) in found
+    elif attack == "edit_and_rechain_with_the_key":
+        _rechain(url, ledger.ledger_key(engine), from_seq=2, position_of=lambda r: -r["position"] if r["seq"] == 2 else r["position"])
+        found = _found(url)
+        assert not any(k == "edited" for k, _ in found)  # the key holder re-hashed consistently ...
+        assert ("anchor_mismatch", 6) in found  # ... but the anchored head no longer matches
+    elif attack == "forge_a_row_with_hashlib":
+        _sql(url, "DELETE FROM ledger_forecasts WHERE snapshot_seq = 6")
+        _rechain(url, None, from_seq=6, position_of=lambda r: 0.5)
+        assert ("edited", 6) in _found(url)
+    elif attack == "remove_a_fill":
+        _sql(url, "UPDATE ledger_forecasts SET target_date = NULL, actual_close = NULL, actual_return = NULL, pct_error = NULL, "
+                  "direction_correct = NULL, filled_at = NULL, fill_hash = NULL WHERE snapshot_seq = 2 AND horizon = 1")
+        assert _found(url) == [("fills_removed", None)]
+
+
+def test_verify_needs_the_key_of_a_keyed_ledger(url, model, monkeypatch):
+    _chain(url, model)
+    engine = kdb.get_engine(url)
+    ledger.key_path(engine).rename(ledger.key_path(engine).with_suffix(".moved"))
+    assert _found(url) == [("key", None)]
+    close = synthetic_close(10, ("A", "B"))
+    with pytest.raises(ledger.TamperedLedgerError, match="no key was found"):
+        ledger.snapshot(predictions_for(close, ["A"], close.index[5:6]), close, model, db=url)
+    monkeypatch.setenv("KIT_LEDGER_KEY_FILE", str(ledger.key_path(engine).with_suffix(".moved")))
+    assert ledger.verify(db=url).ok
+
+
+def test_a_missing_anchor_file_is_reported(url, model):
+    _chain(url, model)
+    ledger.anchor_path(kdb.get_engine(url)).unlink()
+    assert _found(url) == [("anchor", None)]

@@ -1,7 +1,6 @@
 """Paper trading: the next-open execution model, SimBroker, the daily step (double runs, crashes in
 real processes, locks) and the replay against the reference backtest."""
 
-import fcntl
 import json
 import os
 import subprocess
@@ -185,15 +184,20 @@ def test_replay_equals_the_reference_backtest_and_a_second_run_trades_nothing(mo
 
 
 @pytest.mark.slow
-def test_lock_prevents_overlapping_steps(model_db):
+def test_lock_prevents_overlapping_steps_whatever_their_state_dir(model_db):
+    """The lock lives with the database: a second step on the same account is refused even with
+    another state_dir (another working folder, another machine sharing the database)."""
+    from kit.store.engine import db_lock, get_engine
+
     tmp, url = model_db
-    cfg = _cfg(tmp, "locked")
-    lock = Path(cfg["state_dir"]) / "paper-locked.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(paper.PaperLockedError):
-            paper.run_day("2021-01-04", cfg, db=url)
+    with db_lock(get_engine(url), "paper-locked"):  # as a first step holding the account would
+        for state in ("a", "b"):
+            cfg = {**_cfg(tmp, "locked"), "state_dir": str(tmp / f"elsewhere-{state}")}
+            with pytest.raises(paper.PaperLockedError, match="another paper step for account 'locked'"):
+                paper.run_day("2021-01-04", cfg, db=url)
+        out = _cli(tmp, url, "locked", "2021-01-04")
+        assert out.returncode == 75 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert paper.run_day("2021-01-04", _cfg(tmp, "locked"), db=url).status == "done"  # released
 
 
 def _cli(tmp, url, account, as_of, crash=None):
@@ -204,7 +208,7 @@ def _cli(tmp, url, account, as_of, crash=None):
     env.pop("KIT_FAULT_AT", None)
     if crash:
         env["KIT_FAULT_AT"] = f"paper.{crash}"
-    return subprocess.run([sys.executable, "-m", "kit", "paper", "--profile", str(profile), "--as-of", as_of], capture_output=True, text=True, env=env, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "kit", "paper", "--profile-file", str(profile), "--as-of", as_of], capture_output=True, text=True, env=env, cwd=ROOT)
 
 
 CRASH_POINTS = ["after_fills", "after_journal", "after_first_submit", "after_submit", "before_done"]
@@ -263,3 +267,62 @@ def test_load_history_takes_the_n_most_liquid_symbols_when_asked():
     _, _, want = data.load_universe(None, None, 5, "2010-12-31", "2010-01-01", "2011-03-31")
     assert sorted(bars["symbol"].unique()) == sorted(want) and len(want) == 5
     assert bars["date"].max() <= pd.Timestamp("2011-03-31")
+
+
+@pytest.mark.slow
+def test_switching_broker_with_open_orders_is_refused(model_db):
+    tmp, url = model_db
+    cfg = _cfg(tmp, "switch")
+    assert paper.run_day("2021-01-04", cfg, db=url).status == "done"  # orders wait for the next open at the sim broker
+
+    class OtherBroker(paper.SimBroker):
+        name = "alpaca"
+
+    with pytest.raises(paper.PaperError, match=r"open order\(s\) at broker 'sim'; refusing to trade it with broker 'alpaca'"):
+        paper.run_day("2021-01-05", cfg, broker=OtherBroker(url, "switch"), db=url)
+    assert paper.run_day("2021-01-05", cfg, db=url).status == "done"  # the sim broker carries on
+
+
+@pytest.mark.slow
+def test_a_corrupted_checkpoint_is_one_line_exit_65_and_the_day_is_recorded_failed(tmp_path):
+    from kit.store import registry
+
+    url = f"sqlite:///{tmp_path / 'kit.db'}"
+    row = paper.prepare_model(_cfg(tmp_path, "prep"), "2020-12-31", db=url, epochs=1, hidden_size=3, test_years=2)
+    Path(row["checkpoint_path"]).write_bytes(b"not a checkpoint any more")
+    out = _cli(tmp_path, url, "corrupt", "2021-01-04")
+    assert out.returncode == 65, out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "CheckpointMismatchError" in out.stderr and "Traceback" not in out.stderr
+    runs = paper.paper_history("corrupt", db=url)["runs"]
+    assert list(runs["status"]) == ["failed"] and "CheckpointMismatchError" in runs["info"].iloc[0]["error"]
+    assert registry.get_model(int(row["id"]), db=url)["status"] in ("candidate", "active")
+
+
+@pytest.mark.slow
+def test_a_tampered_ledger_stops_the_day_before_trading(model_db):
+    import sqlalchemy as sa
+
+    from kit.store import ledger
+    from kit.store.engine import get_engine
+
+    tmp, url = model_db
+    engine = get_engine(url)
+    cfg = _cfg(tmp, "tamper")
+    assert paper.run_day("2021-01-04", cfg, db=url).status == "done"
+    with engine.begin() as conn:  # one position edited in a SQL shell
+        conn.execute(sa.text("UPDATE ledger_snapshots SET position = -position WHERE seq = (SELECT max(seq) FROM ledger_snapshots)"))
+    n = len(_orders(url, "tamper"))
+    with pytest.raises(ledger.TamperedLedgerError, match="ledger verification failed before trading"):
+        paper.run_day("2021-01-05", cfg, db=url)
+    assert len(_orders(url, "tamper")) == n  # nothing traded
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE ledger_snapshots SET position = -position WHERE seq = (SELECT max(seq) FROM ledger_snapshots)"))
+    assert ledger.verify(db=url).ok
+
+
+def test_paper_names_cannot_escape_the_state_folder():
+    for bad in ("../../etc", "a/b", "", "x" * 65):
+        with pytest.raises(ValueError, match="paper account must be"):
+            paper.PaperConfig(account=bad)
+    with pytest.raises(ValueError, match="paper target_vol must be a positive number"):
+        paper.PaperConfig(target_vol="ten")

@@ -138,6 +138,8 @@ class AlpacaBroker(_AlpacaHTTP, Broker):
     (HTTP 401, or 403 outside order submission), and :class:`BrokerError` for other unexpected answers.
     """
 
+    name = "alpaca"
+
     _service = "Alpaca paper trading API"
     _default_url = PAPER_URL
 

@@ -3,8 +3,10 @@
 The step decides at the close of a trading day and trades at the next open (the execution model of
 :mod:`kit.portfolio.execution`). :func:`run_day` runs, in order:
 
-1. ``claim``: take the account's lock; a day already ``done`` returns ``already_done`` and trades
-   nothing; a day before the last done day is refused.
+1. ``claim``: take the account's lock in the database (:func:`kit.store.engine.db_lock`); a day
+   already ``done`` returns ``already_done`` and trades nothing; a day before the last done day is
+   refused, and so is an account whose journal has open orders at another broker. Then the whole
+   ledger chain is verified (:func:`kit.store.ledger.verify`); a finding stops the day.
 2. ``load bars``: adjusted bars up to the day.
 3. ``open``: the broker's start of day (:meth:`kit.live.brokers.Broker.start_day`: the simulated
    broker fills earlier orders at today's open and marks today's close; a real broker does
@@ -20,7 +22,8 @@ The step decides at the close of a trading day and trades at the next open (the 
 8. ``orders``: orders from current holdings to the accepted targets at today's close, each with a
    deterministic client order id, journaled then submitted (the broker refuses duplicates, so a
    rerun after a crash sends only what is missing).
-9. ``finish``: the day is marked ``done`` with equity and cash.
+9. ``finish``: the day is marked ``done`` with equity and cash. An error in stages 4-9 marks it
+   ``failed`` with the error (never left ``started``); the next run of the day starts it again.
 
 Crash points for the tests (:mod:`kit.base.faults`): ``paper.after_fills``, ``paper.after_journal``,
 ``paper.after_first_submit``, ``paper.after_submit``, ``paper.before_done``.
@@ -28,6 +31,7 @@ Crash points for the tests (:mod:`kit.base.faults`): ``paper.after_fills``, ``pa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from dataclasses import dataclass, field
 
@@ -37,7 +41,7 @@ import sqlalchemy as sa
 
 from ..base.config import strict_dataclass
 from ..base.faults import fault_point
-from ..base.locks import LockHeldError, file_lock
+from ..base.locks import LockHeldError
 from ..data import adjust_prices, load_universe, read_prices, wide_fields
 from ..data.sources import ParquetBarSource
 from ..features import daily_returns, ex_ante_vol, feature_set
@@ -46,7 +50,7 @@ from ..paths import state_dir
 from ..portfolio import Limits, order_quantities, pre_trade_check, vol_scaled_weights
 from ..store import ledger, registry
 from ..store import schema as S
-from ..store.engine import get_engine, read_tx, utc_now, write_tx
+from ..store.engine import DatabaseLockedError, db_lock, get_engine, read_tx, utc_now, write_tx
 from . import brokers
 from .sim import SimBroker, _day
 from .state import FeatureWindow
@@ -80,7 +84,14 @@ class PaperConfig:
     cost_bps, slippage_bps, initial_cash : simulated broker's commission, slippage and start cash
         (used when the account is created).
     limits : :class:`kit.portfolio.Limits` fields for the pre-trade check.
-    state_dir : where the lock and the streaming state live ('' = ``data/state``).
+    state_dir : where the streaming state lives ('' = ``data/state``); the step's lock lives in the
+        database (:func:`kit.store.engine.db_lock`), so it holds whatever the ``state_dir``.
+
+    Raises
+    ------
+    ValueError
+        (at construction) an account or scope name that is not a plain name (letters, digits, ``.``,
+        ``_``, ``-``; it is used in file names and lock names), or a value of the wrong type or range.
     """
 
     account: str = "paper"
@@ -99,6 +110,33 @@ class PaperConfig:
     limits: dict = None
     state_dir: str = ""
 
+    def __post_init__(self):
+        import re
+
+        for key in ("account", "scope"):
+            v = getattr(self, key)
+            if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v):
+                raise ValueError(f"paper {key} must be letters, digits, '.', '_' or '-' (at most 64, no path), got {v!r}")
+        for key in ("target_vol", "max_gross", "initial_cash"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v <= 0:
+                raise ValueError(f"paper {key} must be a positive number, got {v!r}")
+        for key in ("cost_bps", "slippage_bps"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"paper {key} must be a number >= 0, got {v!r}")
+        if isinstance(self.n_symbols, bool) or not isinstance(self.n_symbols, int) or self.n_symbols < 0:
+            raise ValueError(f"paper n_symbols must be an integer >= 0, got {self.n_symbols!r}")
+        if not isinstance(self.require_active, bool):
+            raise ValueError(f"paper require_active must be true or false, got {self.require_active!r}")
+        for key in ("universe_as_of", "history_start"):
+            try:
+                pd.Timestamp(getattr(self, key))
+            except (ValueError, TypeError):
+                raise ValueError(f"paper {key} must be a date (YYYY-MM-DD), got {getattr(self, key)!r}") from None
+        if not (self.symbols == "all" or (isinstance(self.symbols, list) and all(isinstance(x, str) for x in self.symbols))):
+            raise ValueError(f"paper symbols must be a list of tickers or 'all', got {self.symbols!r}")
+
     @classmethod
     def from_dict(cls, d: dict | None) -> PaperConfig:
         """From a mapping; an unknown key raises :class:`kit.base.ConfigError` naming it and the
@@ -106,7 +144,7 @@ class PaperConfig:
         return strict_dataclass(cls, d, "paper")
 
     def state_path(self):
-        """The folder of the lock and the streaming state (``state_dir`` or ``data/state``)."""
+        """The folder of the streaming state (``state_dir`` or ``data/state``)."""
         from pathlib import Path
 
         return Path(self.state_dir) if self.state_dir else state_dir()
@@ -221,21 +259,45 @@ class _Day:
         return self.config.account
 
     @property
+    def broker_name(self) -> str:
+        return _broker_name(self.broker) if self.broker is not None else "sim"
+
+    @property
     def close_row(self) -> pd.Series:
         return self.close.loc[self.as_of]
 
 
+def _broker_name(broker) -> str:
+    return str(getattr(broker, "name", type(broker).__name__))
+
+
 def _claim(day: _Day):
-    """Stage 1: the day's run row; returns the finished :class:`DayResult` of a day already done."""
-    runs = S.TABLES["paper_runs"]
+    """Stage 1: the day's run row; returns the finished :class:`DayResult` of a day already done.
+
+    A day recorded ``failed`` (an error the kit caught) or left ``started`` (a killed process) is run
+    again. Switching the account to another broker while the journal has open orders at the first
+    is refused.
+    """
+    runs, journal = S.TABLES["paper_runs"], S.TABLES["paper_orders"]
     acct, as_of = day.account, day.as_of
     with read_tx(day.engine) as conn:
         row = conn.execute(runs.select().where((runs.c.account == acct) & (runs.c.as_of == as_of.date()))).mappings().first()
         last_done = conn.execute(sa.select(sa.func.max(runs.c.as_of)).where((runs.c.account == acct) & (runs.c.status == "done"))).scalar()
+        elsewhere = conn.execute(
+            sa.select(journal.c.broker, sa.func.count()).where(
+                (journal.c.account == acct) & journal.c.status.in_(brokers.OPEN_ORDER_STATUSES + ("new",)) & (journal.c.broker != day.broker_name)
+            ).group_by(journal.c.broker)
+        ).all()
     if row is not None and row["status"] == "done":
         return DayResult(as_of, "already_done", row["model"], row["equity"], row["cash"], pd.DataFrame(), [], pd.DataFrame(), pd.DataFrame(), dict(row["info"] or {}))
     if last_done is not None and _day(last_done) > as_of.date():
         raise PaperError(f"as_of {as_of.date()} is before the last completed paper day {last_done} of account {acct!r}")
+    if elsewhere:
+        other, n = elsewhere[0]
+        raise PaperError(
+            f"account {acct!r} has {n} open order(s) at broker {other!r}; refusing to trade it with broker {day.broker_name!r} "
+            f"(settle or cancel them with --broker {other}, or use another account name)"
+        )
     day.info["run_row_exists"] = row is not None
     return None
 
@@ -257,7 +319,9 @@ def _open(day: _Day) -> None:
     day.fills = broker.start_day(as_of, day.open_.loc[as_of], day.close_row)
     fault_point("paper.after_fills")
     with read_tx(day.engine) as conn:
-        open_journal = conn.execute(journal.select().where((journal.c.account == acct) & journal.c.status.in_(brokers.OPEN_ORDER_STATUSES + ("new",)))).mappings().all()
+        open_journal = conn.execute(journal.select().where(
+            (journal.c.account == acct) & (journal.c.broker == day.broker_name) & journal.c.status.in_(brokers.OPEN_ORDER_STATUSES + ("new",))
+        )).mappings().all()
     if open_journal:
         with write_tx(day.engine, "paper") as conn:
             for j in open_journal:
@@ -268,7 +332,10 @@ def _open(day: _Day) -> None:
                     filled_avg_price=o.filled_avg_price if o else None, reject_reason=(o.reject_reason if o else "not found at the broker"), updated_at=utc_now()))
     with write_tx(day.engine, "paper") as conn:
         if not day.info.pop("run_row_exists"):
-            conn.execute(runs.insert().values(account=acct, as_of=as_of.date(), status="started", broker=getattr(broker, "name", type(broker).__name__), started_at=utc_now()))
+            conn.execute(runs.insert().values(account=acct, as_of=as_of.date(), status="started", broker=day.broker_name, started_at=utc_now()))
+        else:  # a day that failed or was killed before: run it again
+            conn.execute(runs.update().where((runs.c.account == acct) & (runs.c.as_of == as_of.date())).values(
+                status="started", broker=day.broker_name, started_at=utc_now(), finished_at=None))
 
 
 def _features_and_predict(day: _Day) -> None:
@@ -377,7 +444,7 @@ def _send_orders(day: _Day, accepted: pd.Series, current_qty: pd.Series, equity:
             if fresh:
                 conn.execute(journal.insert(), [
                     {"account": acct, "client_order_id": q.client_order_id, "as_of": as_of.date(), "symbol": q.symbol, "side": q.side,
-                     "qty": q.qty, "status": "new", "updated_at": utc_now()} for q in fresh
+                     "qty": q.qty, "status": "new", "updated_at": utc_now(), "broker": day.broker_name} for q in fresh
                 ])
     fault_point("paper.after_journal")
     placed = []
@@ -433,17 +500,59 @@ def run_day(as_of, config: PaperConfig | dict | None = None, *, broker=None, sou
     config = config if isinstance(config, PaperConfig) else PaperConfig.from_dict(config)
     engine = get_engine(db)
     day = _Day(pd.Timestamp(as_of).normalize(), config, engine, broker)
-    with file_lock(config.state_path() / f"paper-{config.account}.lock", "another paper step", PaperLockedError):
+    try:
+        lock = db_lock(engine, f"paper-{config.account}")
+        lock.__enter__()  # entered here so that only the lock's own refusal becomes PaperLockedError
+    except DatabaseLockedError as exc:
+        raise PaperLockedError(f"another paper step for account {config.account!r} is running ({exc})") from None
+    with contextlib.ExitStack() as stack:
+        stack.push(lock)
         done = _claim(day)
         if done is not None:
             return done
+        _verify_ledger(day)
         _load_bars(day, history, source)
         if day.broker is None:
             day.broker = SimBroker(engine, config.account, config.initial_cash, config.cost_bps, config.slippage_bps, Limits.from_dict(config.limits))
         _open(day)
-        _features_and_predict(day)
-        _record_ledger(day)
-        check, tgt, account, current_qty = _targets(day)
-        sent = _send_orders(day, check.accepted, current_qty, account.equity)
-        _finish(day, account, len(sent))
+        try:
+            _features_and_predict(day)
+            _record_ledger(day)
+            check, tgt, account, current_qty = _targets(day)
+            sent = _send_orders(day, check.accepted, current_qty, account.equity)
+            _finish(day, account, len(sent))
+        except Exception as exc:  # the day is recorded failed (never left 'started'), the error re-raised
+            _fail(day, exc)
+            raise
         return DayResult(day.as_of, "done", day.model_row["label"], account.equity, account.cash, pd.DataFrame(sent), day.fills, check.violations, tgt, day.info)
+
+
+def _verify_ledger(day: _Day) -> None:
+    """Before trading: the whole ledger chain and its anchors verify (:func:`kit.store.ledger.verify`).
+
+    Raises
+    ------
+    kit.store.ledger.TamperedLedgerError
+        A finding of the verification (the first one named; the day is not started).
+    """
+    report = ledger.verify(db=day.engine)
+    day.info["ledger_verified_rows"] = int(report.n_rows)
+    if not report.ok:
+        first = report.problems.iloc[0]
+        raise ledger.TamperedLedgerError(
+            f"ledger verification failed before trading {day.as_of.date()}: {len(report.problems)} finding(s), first: "
+            f"{first['kind']} at seq {first['seq']}: {first['detail']}; nothing traded"
+        )
+
+
+def _fail(day: _Day, exc: BaseException) -> None:
+    """Record the day ``failed`` with the error (best effort: a database that cannot be written to
+    leaves the row as it was, and the caller still sees the original error)."""
+    runs = S.TABLES["paper_runs"]
+    info = {**{k: v for k, v in day.info.items() if k != "run_row_exists"}, "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+    try:
+        with write_tx(day.engine, "paper") as conn:
+            conn.execute(runs.update().where((runs.c.account == day.account) & (runs.c.as_of == day.as_of.date())).values(
+                status="failed", finished_at=utc_now(), info=info))
+    except Exception:  # noqa: BLE001 - the original error matters more than this record
+        pass

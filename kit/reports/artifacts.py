@@ -43,6 +43,7 @@ __all__ = [
     "save_table",
     "load_table",
     "save_returns",
+    "load_returns",
     "model_outputs",
     "search_storage",
     "save_search_trials",
@@ -151,6 +152,13 @@ def load_table(run_dir, name: str, **read_csv) -> pd.DataFrame | None:
 def save_returns(run_dir, returns: dict) -> Path:
     """Daily net returns of every strategy (name -> Series) as one Parquet frame."""
     return _parquet(pd.DataFrame(returns), artifacts_dir(run_dir) / "strategy_returns.parquet")
+
+
+def load_returns(run_dir) -> pd.DataFrame | None:
+    """Daily net returns of every strategy written by :func:`save_returns`: a ``(T, S)`` float frame
+    (dates x strategy names, simple returns, NaN before a strategy's first day), or None when absent."""
+    path = Path(run_dir) / "artifacts" / "strategy_returns.parquet"
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False,

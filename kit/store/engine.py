@@ -37,11 +37,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ..base.locks import LockHeldError, file_lock
 from ..paths import default_db_url
 from .schema import MIGRATIONS, schema_version_table
 
 __all__ = [
     "SchemaVersionError",
+    "DatabaseLockedError",
+    "db_lock",
     "default_url",
     "get_engine",
     "dispose_engines",
@@ -258,3 +261,54 @@ def default_url() -> str:
     """The database URL used when none is given: ``$KIT_DB_URL`` (when set and not blank), else the
     SQLite file ``data/state/kit.db`` (:func:`kit.paths.default_db_url`)."""
     return default_db_url()
+
+
+class DatabaseLockedError(LockHeldError):
+    """Another process holds the named database lock (the message names it and the database)."""
+
+
+@contextlib.contextmanager
+def db_lock(engine: Engine, name: str) -> Iterator[None]:
+    """Mutual exclusion tied to the database itself, held for the ``with`` block.
+
+    PostgreSQL: a session-level ``pg_try_advisory_lock`` on a connection kept open for the block
+    (released by the server when the block ends or the client dies), so it holds across machines
+    that share the database. SQLite: an exclusive ``flock`` on ``<database file>.<name>.lock`` beside
+    the database file (released by the kernel when the process dies), so it holds for every process
+    that opens that file, whatever its working folders. Other dialects are refused.
+
+    Raises
+    ------
+    DatabaseLockedError
+        The lock is held.
+    ValueError
+        ``name`` is not letters, digits, ``.``, ``_`` or ``-``; or a dialect without a lock; or an
+        in-memory SQLite database (nothing to share).
+    """
+    import hashlib
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", name or ""):
+        raise ValueError(f"lock name must be letters, digits, '.', '_' or '-', got {name!r}")
+    where = engine.url.render_as_string(hide_password=True)
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"kit:{name}".encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as conn:
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+            if not got:
+                raise DatabaseLockedError(f"another process holds the database lock {name!r} on {where}; nothing done")
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    if engine.dialect.name == "sqlite":
+        db_file = engine.url.database
+        if db_file in (None, "", ":memory:"):
+            raise ValueError("db_lock needs a database file, not an in-memory SQLite database")
+        with file_lock(Path(f"{db_file}.{name}.lock"), f"another process (database lock {name!r})", DatabaseLockedError):
+            yield
+        return
+    raise ValueError(f"db_lock supports PostgreSQL and SQLite, not {engine.dialect.name!r}")

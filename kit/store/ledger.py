@@ -31,17 +31,36 @@ leaderboard is ``position * actual_return`` at horizon 1.
 Tamper evidence
 ---------------
 Rows are chained in insertion order by ``seq`` (1, 2, ... assigned under the writers' lock):
-``hash = sha256(prev_hash + canonical_json(row))`` where the canonical JSON (sorted keys, no spaces,
-floats in Python's shortest round-trip form) holds ``seq, model_id, symbol, run_date, close,
+``hash = HMAC-SHA256(key, prev_hash + canonical_json(row))`` where the canonical JSON (sorted keys, no
+spaces, floats in Python's shortest round-trip form) holds ``seq, model_id, symbol, run_date, close,
 direction, position, recorded_at`` and the ``[horizon, forecast]`` pairs; the first row's
-``prev_hash`` is 64 zeros. The fill columns are not part of that chain (they are written later),
-but each filled row carries ``fill_hash = sha256(snapshot hash + canonical_json(fill columns))``,
-binding the outcome to its prediction. ``ledger_head`` holds the last ``seq`` and hash, updated in
-the same transaction, so deleting the last rows or appending rows outside the kit shows too.
-:func:`verify` recomputes everything. This detects changes made without the kit's code (an edit in a
-SQL shell, a restored backup, a bug); someone who can run the kit's code against the database can
-rebuild a consistent chain, which only an external copy of the head hash (or a keyed hash) would
-expose.
+``prev_hash`` is 64 zeros. Each filled outcome carries ``fill_hash = HMAC-SHA256(key, snapshot hash +
+canonical_json(fill columns))``, binding the outcome to its prediction. ``ledger_head`` holds the
+last ``seq`` and hash (and the ``scheme``), updated in the same transaction. After every write the
+kit appends the head (``seq``, ``hash``, the number of filled outcomes) to an append-only **anchor
+file** outside the database.
+
+The key (:func:`ledger_key`) comes from ``$KIT_LEDGER_KEY``, or the file ``$KIT_LEDGER_KEY_FILE``,
+else a 32-byte key file created beside the database (``<db file>.ledger-key``, mode 0600) when the
+ledger is created. The anchor file (:func:`anchor_path`) is ``$KIT_LEDGER_ANCHOR`` or
+``<db file>.ledger-anchors``. :func:`verify` recomputes every hash with the key and checks the
+anchors. What it detects, when the key and the anchor file are NOT in the attacker's hands:
+
+* an edited row or forecast, also when re-chained with plain sha256 or with a guessed key (``edited``);
+* a forged row inserted or appended (``edited``, ``broken_link``, ``head``);
+* deleted rows in the middle (``missing``) or at the end, also when the head record is repointed to
+  the new last row (``truncated``: the anchor file records a later head);
+* a filled outcome edited (``edited_fill``) or removed (``fills_removed``: the anchor file records
+  more fills);
+* a rewritten history whose hashes no longer match the anchors (``anchor_mismatch``).
+
+What it cannot detect: changes by someone who holds the key *and* can rewrite the anchor file (or
+who runs the kit's own code against the database, which writes through the same key and anchors);
+rows written after the last anchor line and then removed while the head is repointed (a crash
+between commit and the anchor append leaves the anchor one write behind). Keep the key in a secret
+store (``KIT_LEDGER_KEY``) and the anchor file on storage the database's users cannot rewrite, and
+each run's report records the head too. Ledgers created before schema version 3 keep the unkeyed
+``sha256`` scheme (``ledger_head.scheme``), which detects only changes made without recomputing.
 
 Concurrency and crashes: every call that writes is one transaction opened by
 :func:`kit.store.engine.write_tx` (serialised: SQLite ``BEGIN IMMEDIATE``, PostgreSQL advisory lock), and all
@@ -50,10 +69,15 @@ validation happens before anything is written, so a refused or killed call leave
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import hmac
 import json
 import math
+import os
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -137,26 +161,138 @@ def _f(x):
     return None if x is None else float(x) + 0.0
 
 
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def _iso_day(x) -> str:
+    """A date as ``YYYY-MM-DD`` (a ``datetime.date`` directly; anything else through pandas)."""
+    if type(x) is dt.date:
+        return x.isoformat()
+    return pd.Timestamp(x).date().isoformat()
+
+
 def _canonical_snapshot(seq, model_id, symbol, run_date, close, direction, position, recorded_at, forecasts) -> str:
     d = {
-        "seq": int(seq), "model_id": int(model_id), "symbol": str(symbol), "run_date": pd.Timestamp(run_date).date().isoformat(),
+        "seq": int(seq), "model_id": int(model_id), "symbol": str(symbol), "run_date": _iso_day(run_date),
         "close": _f(close), "direction": int(direction), "position": _f(position), "recorded_at": str(recorded_at),
         "forecasts": [[int(h), _f(v)] for h, v in sorted(forecasts)],
     }
-    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _ENCODE(d)
 
 
 def _canonical_fill(horizon, target_date, actual_close, actual_return, pct_error, direction_correct, filled_at) -> str:
     d = {
-        "horizon": int(horizon), "target_date": pd.Timestamp(target_date).date().isoformat(), "actual_close": _f(actual_close),
+        "horizon": int(horizon), "target_date": _iso_day(target_date), "actual_close": _f(actual_close),
         "actual_return": _f(actual_return), "pct_error": _f(pct_error),
         "direction_correct": None if direction_correct is None else bool(direction_correct), "filled_at": str(filled_at),
     }
-    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _ENCODE(d)
 
 
-def _sha(prev: str, text: str) -> str:
-    return hashlib.sha256((prev + text).encode()).hexdigest()
+def _sha(prev: str, text: str, key: bytes | None = None) -> str:
+    """The chain digest: ``HMAC-SHA256(key, prev + text)``, or plain ``sha256(prev + text)`` for the
+    legacy unkeyed scheme (``key=None``)."""
+    if key is None:
+        return hashlib.sha256((prev + text).encode()).hexdigest()
+    return hmac.digest(key, (prev + text).encode(), "sha256").hex()
+
+
+SCHEME_KEYED, SCHEME_LEGACY = "hmac-sha256", "sha256"
+
+
+def _beside_db(engine, suffix: str) -> Path:
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return Path(f"{engine.url.database}{suffix}")
+    from ..paths import state_dir
+
+    tag = hashlib.sha256(engine.url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
+    return state_dir() / f"ledger-{tag}{suffix}"
+
+
+def key_path(engine) -> Path:
+    """Where the ledger's key file is: ``$KIT_LEDGER_KEY_FILE`` or ``<db file>.ledger-key``."""
+    env = os.environ.get("KIT_LEDGER_KEY_FILE", "").strip()
+    return Path(env) if env else _beside_db(engine, ".ledger-key")
+
+
+def anchor_path(engine) -> Path:
+    """Where the anchor file is: ``$KIT_LEDGER_ANCHOR`` or ``<db file>.ledger-anchors``."""
+    env = os.environ.get("KIT_LEDGER_ANCHOR", "").strip()
+    return Path(env) if env else _beside_db(engine, ".ledger-anchors")
+
+
+def ledger_key(engine, create: bool = False) -> bytes | None:
+    """The ledger's HMAC key: ``$KIT_LEDGER_KEY`` (at least 16 characters), else the key file
+    (:func:`key_path`), created with 32 random bytes (mode 0600) when ``create`` and absent.
+    ``None`` when there is none.
+
+    Raises
+    ------
+    ValueError
+        ``$KIT_LEDGER_KEY`` shorter than 16 characters, or an empty key file.
+    """
+    env = os.environ.get("KIT_LEDGER_KEY")
+    if env is not None and env != "":
+        if len(env) < 16:
+            raise ValueError("KIT_LEDGER_KEY must be at least 16 characters")
+        return env.encode()
+    path = key_path(engine)
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            return ledger_key(engine)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    key = path.read_bytes().strip()
+    if not key:
+        raise ValueError(f"ledger key file {str(path)!r} is empty")
+    return key
+
+
+def _anchor(engine, conn) -> dict:
+    """The head as it stands inside the open transaction, for the anchor file."""
+    head = conn.execute(sa.select(S.ledger_head)).mappings().first()
+    n_filled = conn.execute(sa.select(sa.func.count()).where(S.ledger_forecasts.c.filled_at.is_not(None))).scalar()
+    return {"seq": int(head["last_seq"]) if head else 0, "hash": head["last_hash"] if head else GENESIS_HASH, "n_filled": int(n_filled or 0)}
+
+
+def _append_anchor(engine, anchor: dict) -> None:
+    """Append one head to the anchor file (after the commit; O_APPEND, fsync)."""
+    path = anchor_path(engine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({**anchor, "at": utc_now()}, sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _scheme_key(engine, conn, create: bool = False) -> tuple[str, bytes | None]:
+    """(scheme, key) of the ledger: a new ledger is keyed; a legacy one stays unkeyed.
+
+    Raises
+    ------
+    TamperedLedgerError
+        A keyed ledger whose key cannot be found (the message says where it was looked for).
+    """
+    head = conn.execute(sa.select(S.ledger_head)).mappings().first()
+    scheme = head["scheme"] if head is not None else SCHEME_KEYED
+    if scheme == SCHEME_LEGACY:
+        return scheme, None
+    key = ledger_key(engine, create=create and head is None)
+    if key is None and head is not None:
+        raise TamperedLedgerError(
+            f"the ledger is keyed (HMAC) but no key was found: set KIT_LEDGER_KEY or KIT_LEDGER_KEY_FILE, or restore {str(key_path(engine))!r}"
+        )
+    return scheme, key
 
 
 # ------------------------------------------------------------------------------------------------
@@ -392,6 +528,7 @@ def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, h
                     f"run_date={clash[0][1].date()}; snapshots are never overwritten; nothing written"
                 )
         last_seq, prev = _head(conn)
+        scheme, key = _scheme_key(engine, conn, create=True)
         if p.empty:
             return pd.DataFrame(columns=["seq", "symbol", "run_date", "close", "direction", "position", "hash"])
         now = utc_now()
@@ -401,7 +538,7 @@ def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, h
             fcs = [(h, getattr(r, f"forecast_{h}")) for h in horizons]
             fcs = [(h, None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)) for h, v in fcs]
             text = _canonical_snapshot(seq, model_id, r.symbol, r.run_date, r.close, r.direction, r.position, now, fcs)
-            h_ = _sha(prev, text)
+            h_ = _sha(prev, text, key)
             snap_rows.append({
                 "seq": seq, "model_id": int(model_id), "symbol": r.symbol, "run_date": r.run_date.date(), "close": _f(r.close),
                 "direction": int(r.direction), "position": _f(r.position), "recorded_at": now, "prev_hash": prev, "hash": h_,
@@ -412,10 +549,12 @@ def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, h
         conn.execute(f.insert(), fc_rows)
         new_seq = last_seq + len(snap_rows)
         if last_seq == 0:
-            conn.execute(S.ledger_head.insert().values(id=1, last_seq=new_seq, last_hash=prev, updated_at=now))
+            conn.execute(S.ledger_head.insert().values(id=1, last_seq=new_seq, last_hash=prev, updated_at=now, scheme=scheme))
         else:
             conn.execute(S.ledger_head.update().where(S.ledger_head.c.id == 1).values(last_seq=new_seq, last_hash=prev, updated_at=now))
+        anchor = _anchor(engine, conn)
         fault_point("ledger.snapshot_before_commit")
+    _append_anchor(engine, anchor)
     out = pd.DataFrame(snap_rows)[["seq", "symbol", "run_date", "close", "direction", "position", "hash"]]
     return out
 
@@ -532,9 +671,11 @@ def fillback(close: pd.DataFrame, *, as_of=None, dry_run: bool = False, db=None)
             fills, skipped = _compute_fills(_pending(conn), close, as_of)
         return FillbackResult(fills[_FILL_COLS], skipped, True)
     f = S.ledger_forecasts
+    anchor = None
     with write_tx(engine, "ledger") as conn:
         fills, skipped = _compute_fills(_pending(conn), close, as_of)
         if len(fills):
+            _, key = _scheme_key(engine, conn)
             now = utc_now()
             params = []
             for r in fills.itertuples(index=False):
@@ -544,7 +685,7 @@ def fillback(close: pd.DataFrame, *, as_of=None, dry_run: bool = False, db=None)
                 params.append({
                     "b_id": int(r.id), "target_date": pd.Timestamp(r.target_date).date(), "actual_close": _f(r.actual_close),
                     "actual_return": _f(r.actual_return), "pct_error": _f(pe), "direction_correct": dc, "filled_at": now,
-                    "fill_hash": _sha(r.hash, text),
+                    "fill_hash": _sha(r.hash, text, key),
                 })
             stmt = (
                 f.update().where(f.c.id == sa.bindparam("b_id"), f.c.filled_at.is_(None))
@@ -554,7 +695,10 @@ def fillback(close: pd.DataFrame, *, as_of=None, dry_run: bool = False, db=None)
                         fill_hash=sa.bindparam("fill_hash"))
             )
             conn.execute(stmt, params)
+            anchor = _anchor(engine, conn)
         fault_point("ledger.fillback_before_commit")
+    if anchor is not None:
+        _append_anchor(engine, anchor)
     return FillbackResult(fills[_FILL_COLS], skipped, False)
 
 
@@ -757,6 +901,34 @@ class VerifyReport:
         return f"VerifyReport(NOT ok: {len(self.problems)} problem(s) in {self.n_rows} rows)\n" + self.problems.to_string()
 
 
+def _check_anchors(engine, hashes: dict, last_seq: int, n_filled: int, add) -> None:
+    """Compare the chain with the anchor file: every anchored head must still be in the chain with
+    its hash, and no anchored fill count may exceed today's."""
+    path = anchor_path(engine)
+    if not path.exists():
+        if last_seq:
+            add("anchor", None, f"no anchor file at {str(path)!r} for a ledger of {last_seq} row(s) (set KIT_LEDGER_ANCHOR to where it is kept)")
+        return
+    max_fills, anchored = 0, {}
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            a = json.loads(line)
+            seq, h, nf = int(a["seq"]), str(a["hash"]), int(a["n_filled"])
+        except (ValueError, KeyError, TypeError):
+            add("anchor", None, f"anchor file line {i} is not a recorded head: {line[:80]!r}")
+            continue
+        max_fills = max(max_fills, nf)
+        anchored.setdefault(seq, (h, i))
+    if anchored and max(anchored) > last_seq:
+        top = max(anchored)
+        add("truncated", top, f"the anchor file records seq {top} (line {anchored[top][1]}) but the chain ends at seq {last_seq}: rows deleted")
+    for seq, (h, i) in sorted(anchored.items()):
+        if 0 < seq <= last_seq and hashes.get(seq) != h:
+            add("anchor_mismatch", seq, f"seq {seq} has hash {str(hashes.get(seq))[:12]}, the anchor file recorded {h[:12]} (line {i}): history rewritten")
+    if n_filled < max_fills:
+        add("fills_removed", None, f"{n_filled} filled outcome(s), the anchor file recorded {max_fills}: fills removed")
+
+
 def verify(*, db=None) -> VerifyReport:
     """Recompute the ledger's hash chain, fill hashes and head; report every inconsistency.
 
@@ -765,51 +937,62 @@ def verify(*, db=None) -> VerifyReport:
     hash: a row before it was replaced, inserted or deleted), ``missing`` (a gap in ``seq``: rows
     deleted), ``edited_fill`` (a filled outcome differs from its fill hash, or fill columns set
     without a fill), ``orphan_forecast`` (a forecast row without its snapshot), ``head`` (the head
-    record disagrees with the last row: rows deleted at the end or appended outside the kit).
+    record disagrees with the last row: rows deleted at the end or appended outside the kit), and
+    against the anchor file: ``truncated`` (it records a later head: rows deleted at the end),
+    ``anchor_mismatch`` (an anchored row's hash changed: history rewritten), ``fills_removed``,
+    ``anchor`` (the file is missing or a line is unreadable); ``key`` (a keyed ledger without its
+    key). What is and is not detected: the module docstring.
     """
     s, f, hd = S.ledger_snapshots, S.ledger_forecasts, S.ledger_head
-    with read_tx(get_engine(db)) as conn:
-        snaps = conn.execute(sa.select(s).order_by(s.c.seq)).mappings().all()
-        fcs = conn.execute(sa.select(f).order_by(f.c.snapshot_seq, f.c.horizon)).mappings().all()
-        head = conn.execute(sa.select(hd)).mappings().first()
+    engine = get_engine(db)
     problems = []
 
     def add(kind, seq, detail):
         problems.append({"kind": kind, "seq": None if seq is None else int(seq), "detail": detail})
 
+    with read_tx(engine) as conn:
+        snaps = conn.execute(sa.select(s).order_by(s.c.seq)).all()
+        fcs = conn.execute(sa.select(f).order_by(f.c.snapshot_seq, f.c.horizon)).all()
+        head = conn.execute(sa.select(hd)).mappings().first()
+        try:
+            scheme, key = _scheme_key(engine, conn)
+        except TamperedLedgerError as exc:
+            add("key", None, str(exc))
+            return VerifyReport(False, len(snaps), 0, pd.DataFrame(problems, columns=["kind", "seq", "detail"]))
+
     by_seq: dict[int, list] = {}
     for r in fcs:
-        by_seq.setdefault(r["snapshot_seq"], []).append(r)
+        by_seq.setdefault(r.snapshot_seq, []).append(r)
     hashes = {}
     expected_seq, prev_hash = 1, GENESIS_HASH
     for r in snaps:
-        seq = r["seq"]
+        seq = r.seq
         if seq > expected_seq:
             add("missing", expected_seq, f"seq {expected_seq}..{seq - 1} missing ({seq - expected_seq} row(s) deleted)")
-        elif seq == expected_seq and r["prev_hash"] != prev_hash:
-            add("broken_link", seq, f"prev_hash {r['prev_hash'][:12]} is not the hash of seq {seq - 1} ({prev_hash[:12]})")
-        text = _canonical_snapshot(seq, r["model_id"], r["symbol"], r["run_date"], r["close"], r["direction"], r["position"], r["recorded_at"],
-                                   [(x["horizon"], x["forecast"]) for x in by_seq.get(seq, [])])
-        if _sha(r["prev_hash"], text) != r["hash"]:
-            add("edited", seq, f"stored hash {r['hash'][:12]} does not match the row's contents (symbol={r['symbol']!r} run_date={r['run_date']})")
-        hashes[seq] = r["hash"]
-        expected_seq, prev_hash = seq + 1, r["hash"]
+        elif seq == expected_seq and r.prev_hash != prev_hash:
+            add("broken_link", seq, f"prev_hash {r.prev_hash[:12]} is not the hash of seq {seq - 1} ({prev_hash[:12]})")
+        text = _canonical_snapshot(seq, r.model_id, r.symbol, r.run_date, r.close, r.direction, r.position, r.recorded_at,
+                                   [(x.horizon, x.forecast) for x in by_seq.get(seq, [])])
+        if _sha(r.prev_hash, text, key) != r.hash:
+            add("edited", seq, f"stored hash {r.hash[:12]} does not match the row's contents (symbol={r.symbol!r} run_date={r.run_date})")
+        hashes[seq] = r.hash
+        expected_seq, prev_hash = seq + 1, r.hash
     n_filled = 0
     for r in fcs:
-        seq = r["snapshot_seq"]
+        seq = r.snapshot_seq
         if seq not in hashes:
-            add("orphan_forecast", seq, f"forecast row id {r['id']} (horizon {r['horizon']}) has no snapshot")
+            add("orphan_forecast", seq, f"forecast row id {r.id} (horizon {r.horizon}) has no snapshot")
             continue
         fill_cols = ("target_date", "actual_close", "actual_return", "pct_error", "direction_correct", "fill_hash")
-        if r["filled_at"] is None:
-            if any(r[c] is not None for c in fill_cols):
-                add("edited_fill", seq, f"horizon {r['horizon']}: fill columns set without a fill")
+        if r.filled_at is None:
+            if any(getattr(r, c) is not None for c in fill_cols):
+                add("edited_fill", seq, f"horizon {r.horizon}: fill columns set without a fill")
             continue
         n_filled += 1
-        text = _canonical_fill(r["horizon"], r["target_date"], r["actual_close"], r["actual_return"], r["pct_error"], r["direction_correct"], r["filled_at"]) if r["target_date"] is not None else ""
-        if not text or _sha(hashes[seq], text) != r["fill_hash"]:
-            add("edited_fill", seq, f"horizon {r['horizon']}: filled outcome does not match its fill hash")
-    last_seq = snaps[-1]["seq"] if snaps else 0
+        text = _canonical_fill(r.horizon, r.target_date, r.actual_close, r.actual_return, r.pct_error, r.direction_correct, r.filled_at) if r.target_date is not None else ""
+        if not text or _sha(hashes[seq], text, key) != r.fill_hash:
+            add("edited_fill", seq, f"horizon {r.horizon}: filled outcome does not match its fill hash")
+    last_seq = snaps[-1].seq if snaps else 0
     if head is None:
         if snaps:
             add("head", None, f"no head record but {len(snaps)} row(s)")
@@ -818,4 +1001,5 @@ def verify(*, db=None) -> VerifyReport:
         add("head", head["last_seq"], f"head records seq {head['last_seq']}, the last row is seq {last_seq}: {what}")
     elif head["last_hash"] != hashes.get(last_seq):
         add("head", last_seq, "head hash differs from the last row's hash")
+    _check_anchors(engine, hashes, last_seq, n_filled, add)
     return VerifyReport(not problems, len(snaps), n_filled, pd.DataFrame(problems, columns=["kind", "seq", "detail"]))

@@ -24,8 +24,9 @@ __all__ = ["metadata", "TABLES", "MIGRATIONS", "LATEST_VERSION"]
 
 
 
-def _define_v1(md: sa.MetaData) -> dict[str, sa.Table]:
-    """The version 1 tables on ``md``. Frozen: a later version changes tables by a migration."""
+def _define_v1(md: sa.MetaData, version: int = 1) -> dict[str, sa.Table]:
+    """The version 1 tables on ``md`` as of schema ``version`` (frozen per version: a later version
+    changes tables by a migration; version 3 adds ``ledger_head.scheme``, the ledger's hash scheme)."""
     t = {}
     t["schema_version"] = sa.Table(
         "schema_version",
@@ -172,15 +173,17 @@ def _define_v1(md: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("last_seq", sa.Integer, nullable=False),
         sa.Column("last_hash", sa.String(64), nullable=False),
         sa.Column("updated_at", sa.String(32), nullable=False),
+        *([sa.Column("scheme", sa.String(16), nullable=False, server_default="sha256")] if version >= 3 else []),
         sa.CheckConstraint("id = 1", name="ck_ledger_head_single_row"),
     )
     return t
 
 
 
-def _define_v2(md):
-    """The paper-trading tables on SQLAlchemy MetaData ``md`` (schema version 2; frozen: a later
-    version changes them through a migration below).
+def _define_v2(md, version: int = 2):
+    """The paper-trading tables on SQLAlchemy MetaData ``md`` as of schema ``version`` (2 or 3; each
+    version frozen: a later version changes them through a migration below). Version 3 allows the
+    run status ``failed`` and keys the order journal by broker (column ``broker``).
 
     ``sim_accounts``, ``sim_positions``, ``sim_orders``, ``sim_fills``: the simulated broker's
     state. ``paper_runs`` (one row per account and trading day, status ``started`` then ``done``),
@@ -254,7 +257,9 @@ def _define_v2(md):
         sa.Column("started_at", sa.String(32), nullable=False),
         sa.Column("finished_at", sa.String(32), nullable=True),
         sa.Column("info", sa.JSON, nullable=True),
-        sa.CheckConstraint("status IN ('started', 'done')", name="ck_paper_runs_status"),
+        sa.CheckConstraint(
+            "status IN ('started', 'done', 'failed')" if version >= 3 else "status IN ('started', 'done')", name="ck_paper_runs_status"
+        ),
     )
     t["paper_targets"] = sa.Table(
         "paper_targets", md,
@@ -294,13 +299,14 @@ def _define_v2(md):
         sa.Column("filled_avg_price", sa.Double, nullable=True),
         sa.Column("reject_reason", sa.String(500), nullable=True),
         sa.Column("updated_at", sa.String(32), nullable=False),
+        *([sa.Column("broker", sa.String(32), nullable=False, server_default="sim")] if version >= 3 else []),
     )
     return t
 
 
 
 metadata = sa.MetaData()
-TABLES = {**_define_v1(metadata), **_define_v2(metadata)}
+TABLES = {**_define_v1(metadata, 3), **_define_v2(metadata, 3)}
 schema_version_table = TABLES["schema_version"]
 arch_versions = TABLES["arch_versions"]
 models = TABLES["models"]
@@ -324,8 +330,26 @@ def _migration_2(conn: Connection) -> None:
     md.create_all(conn, tables=list(_define_v2(md).values()))
 
 
+def _migration_3(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE paper_orders ADD COLUMN broker VARCHAR(32) NOT NULL DEFAULT 'sim'"))
+    conn.execute(sa.text("ALTER TABLE ledger_head ADD COLUMN scheme VARCHAR(16) NOT NULL DEFAULT 'sha256'"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("ALTER TABLE paper_runs DROP CONSTRAINT ck_paper_runs_status"))
+        conn.execute(sa.text("ALTER TABLE paper_runs ADD CONSTRAINT ck_paper_runs_status CHECK (status IN ('started', 'done', 'failed'))"))
+        return
+    # SQLite cannot change a constraint: rebuild the table with the version 3 definition, rows kept
+    new = _define_v2(sa.MetaData(), 3)["paper_runs"]
+    ddl = str(sa.schema.CreateTable(new).compile(dialect=conn.dialect)).replace("CREATE TABLE paper_runs (", "CREATE TABLE paper_runs_v3 (", 1)
+    cols = ", ".join(c.name for c in new.columns)
+    conn.execute(sa.text(ddl))
+    conn.execute(sa.text(f"INSERT INTO paper_runs_v3 ({cols}) SELECT {cols} FROM paper_runs"))
+    conn.execute(sa.text("DROP TABLE paper_runs"))
+    conn.execute(sa.text("ALTER TABLE paper_runs_v3 RENAME TO paper_runs"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "registry (models, architecture versions, folds, gate, history) and ledger (snapshots, forecasts, head)", _migration_1),
     (2, "paper trading: simulated broker (accounts, positions, orders, fills) and the daily loop (runs, targets, checks, order journal)", _migration_2),
+    (3, "paper trading: run status 'failed', order journal keyed by broker; ledger hash scheme (keyed HMAC for new ledgers)", _migration_3),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
