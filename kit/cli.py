@@ -7,13 +7,16 @@ paper   the daily paper-trading step (or a replay over history)
 render  render an executed notebook to HTML (Quarto if on PATH, else nbconvert)
 index   rebuild the site of runs (``reports/index.html``; ``--compare OLD NEW`` for ``compare.html``) and
         mark runs whose process died as interrupted
+data    ``data check PATH [--json] [--strict]`` (validation findings; exit 1 with ``--strict`` when any
+        finding is an error) and ``data clean PATH --out FILE`` (the cleaned store and its report)
 
 Every error is one line on stderr (``kit <command>: <what>``) and a distinct exit status; an
 unexpected error's traceback goes to a log file named in that line. Exit statuses:
 
 ==  =======================================================================================
 0   done (``paper``: also a day already done)
-1   a notebook of the run failed (the run is recorded ``failed``; details in its error.log)
+1   a notebook of the run failed (the run is recorded ``failed``; details in its error.log);
+    ``data check --strict``: the file has findings of severity error
 2   invalid arguments, profile or parameters; a refused day (nothing ran)
 65  data or integrity error: unreadable data, a tampered ledger, a checkpoint that fails its
     checks
@@ -70,13 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     p_index.add_argument("--compare", nargs=2, metavar=("OLD_RUN", "NEW_RUN"), default=None, help="the two runs of compare.html")
     p_index.add_argument("--summaries", action="store_true", help="also write summary.html for runs that have none")
     p_index.add_argument("--full", action="store_true", help="re-render every run page")
+    _data_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
     """Entry point; returns the process exit status (module docstring)."""
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "paper": _paper, "render": _render, "index": _index}[args.command]
+    handler = {"run": _run, "paper": _paper, "render": _render, "index": _index, "data": _data}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -241,6 +245,73 @@ def _paper(args) -> int:
     day = live.run_day(as_of, config, broker=broker, source=source, db=args.db)
     print(f"{day.as_of.date()}: {day.status}; model {day.model}; equity {day.equity:.2f}; cash {day.cash:.2f}; "
           f"orders {0 if day.orders is None else len(day.orders)}")
+    return EXIT_OK
+
+
+def _data_parser(sub) -> None:
+    """The ``data`` subcommands' arguments."""
+    p_data = sub.add_parser("data", help="check or clean a price file (validation findings, cleaning policy)")
+    data_sub = p_data.add_subparsers(dest="data_command", required=True)
+    p_check = data_sub.add_parser("check", help="print every validation finding (exit 1 on errors with --strict)")
+    p_check.add_argument("path", help="Parquet file, CSV file or folder of CSV files")
+    p_check.add_argument("--json", action="store_true", help="one JSON object per finding and line")
+    p_check.add_argument("--strict", action="store_true", help="exit 1 when any finding has severity error")
+    p_check.add_argument("--date-format", default=None, help="strptime format of the date column (e.g. %%d/%%m/%%Y)")
+    p_clean = data_sub.add_parser("clean", help="apply a cleaning policy and write the cleaned store with its report")
+    p_clean.add_argument("path")
+    p_clean.add_argument("--out", required=True, help="cleaned Parquet file to write (its report goes to OUT.report.json)")
+    p_clean.add_argument("--policy", default="default", help="default, none, or a JSON mapping, e.g. '{\"error\": \"exclude\"}'")
+    p_clean.add_argument("--date-format", default=None)
+
+
+def _data(args) -> int:
+    """``python -m kit data check|clean``: exit 0 done, 1 findings of severity error with ``--strict``,
+    65 the file cannot be read (the message names the file, row, column and value), 2 an invalid
+    cleaning policy."""
+    import json
+
+    import pandas as pd
+
+    from . import data
+    from .base import atomic_path, atomic_write_text, jsonable
+
+    try:
+        raw = data.read_prices(args.path, date_format=args.date_format)
+        freq = data.infer_frequency(raw, str(args.path))
+        market = data.source_market_moves(args.path) if not freq.intraday else None
+        report = data.validate_prices(raw, market=market, frequency=freq.name, bars_per_year=freq.bars_per_year)
+        if args.data_command == "clean":
+            policy = data.CleaningPolicy.from_param(json.loads(args.policy) if args.policy.strip().startswith("{") else args.policy)
+    except data.DataFormatError as exc:
+        print(f"kit data {args.data_command}: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except ValueError as exc:
+        print(f"kit data {args.data_command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    issues = report.issues
+    if args.data_command == "check":
+        if args.json:
+            for row in issues.itertuples(index=False):
+                print(json.dumps(jsonable({"check": row.check, "severity": row.severity, "symbol": row.symbol,
+                                           "date": pd.Timestamp(row.date).isoformat() if freq.intraday else pd.Timestamp(row.date).date().isoformat(),
+                                           "field": row.field, "value": row.value, "reason": row.reason})))
+        else:
+            print(f"{args.path}: {report.n_rows} rows, {report.n_symbols} symbols, {freq.name} bars; "
+                  f"{len(issues)} findings ({report.n_errors} errors)")
+            if len(issues):
+                with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
+                    print(report.counts().to_string(index=False))
+                    print()
+                    print(issues.assign(date=pd.to_datetime(issues["date"]).dt.date if not freq.intraday else issues["date"]).to_string(index=False))
+        return EXIT_FAILED if args.strict and report.n_errors else EXIT_OK
+    cleaned, cleaning = data.clean_prices(raw, report, policy)
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        cleaned.to_parquet(tmp, index=False)
+    rep_path = out.with_name(out.name + ".report.json")
+    atomic_write_text(rep_path, json.dumps(jsonable(cleaning.to_dict()), indent=2))
+    print(f"{out}: {cleaning.rows_after} rows ({cleaning.rows_before - cleaning.rows_after} removed by "
+          f"{len(cleaning.actions)} findings); report {rep_path}")
     return EXIT_OK
 
 

@@ -21,7 +21,9 @@ __all__ = [
 
 TRADING_DAYS = 252
 """Bars per year of US daily data; annualisation factor ``sqrt(252)`` for volatilities and Sharpe
-ratios."""
+ratios. Functions that annualise take ``bars_per_year`` (default this constant) so that other bar
+frequencies use their own: :func:`kit.data.infer_frequency` reads it from the data (52 for weekly,
+12 for monthly, 252 times the bars per session for intraday bars)."""
 
 DMN_RETURN_HORIZONS = (1, 21, 63, 126, 252)
 """Return horizons of the DMN inputs (Lim, Zohren & Roberts, 2019, section 4.1), trading days."""

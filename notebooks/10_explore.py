@@ -5,8 +5,10 @@
 # volatility look like before any model sees them?
 #
 # **Method.** Load the committed S&P 500 daily store (split- and dividend-adjusted with
-# `adjusted_close / close`), run the kit's validation checks, and summarise returns and ex-ante
-# volatility. Everything here comes from `kit.data` and `kit.features`; this notebook only calls and plots.
+# `adjusted_close / close`), run the kit's validation checks (each finding with a severity), apply the
+# cleaning policy that training and backtests use, measure how much of the index the store covers on
+# the backtest's first day (survivorship), and summarise returns and ex-ante volatility. Everything
+# here comes from `kit.data` and `kit.features`; this notebook only calls and plots.
 
 # %% tags=["parameters"]
 # Data and universe (defaults: the small smoke case that CI runs)
@@ -17,6 +19,9 @@ universe_as_of = "2009-12-31"  # universe chosen from data up to this date only
 start = "2008-01-01"           # first date loaded (features need about 15 months of warm-up)
 end = "2021-04-21"             # last date loaded
 indicator_symbol = "AAPL"        # symbol whose indicators the report plots
+universe = "point_in_time"     # point_in_time: index members of each day only; survivors: the store's symbols throughout
+cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
+test_start = "2016-01-01"      # first day of the backtest window (for the survivorship coverage)
 
 # Set by `python -m kit run`; empty when run by hand (then nothing is saved to a run folder)
 run_dir = ""
@@ -30,12 +35,13 @@ import numpy as np
 import pandas as pd
 
 from kit import data, features, reports
-from kit.conventions import TRADING_DAYS
 
-prices, quality, universe = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end)
+loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
+prices, quality, universe_symbols = loaded
 close = data.to_wide(prices, "close")
 returns = features.daily_returns(close)
-print(f"{len(universe)} symbols, {close.index[0].date()} to {close.index[-1].date()}, {len(close)} trading days")
+print(f"{len(universe_symbols)} symbols ({universe} universe), {close.index[0].date()} to {close.index[-1].date()}, "
+      f"{len(close)} trading days, {quality.frequency} bars ({quality.bars_per_year:g} a year)")
 
 # %% [markdown]
 # ## Universe
@@ -47,26 +53,57 @@ summary.style.format({"median_dollar_volume": lambda v: f"${v / 1e6:,.0f}m"})
 
 # %% [markdown]
 # ## Data quality
-# Every validation check of `kit.data.validate_prices` with the number of findings and symbols affected,
-# then examples of each kind of finding. Findings are reported, not silently repaired: the loader
-# drops only duplicate rows. The checks: duplicates, date order, missing values, non-positive prices
-# and volumes, OHLC consistency, missing days inside a symbol's range, jumps over 50% without a split,
-# stale quotes (open = high = low = close with zero volume), bad rows (all prices off by one factor
-# from both neighbours), splits without a matching price move, dividends without the matching
-# adjustment, and adjustment changes without an event.
+# Every validation check of `kit.data.validate_prices` (`kit.data.CHECKS` states each rule) with its
+# findings by severity: `error` (the row is wrong), `warning` (unusual but possibly real, e.g. a crash,
+# or a move on a day the whole market moved the same way), `info` (harmless for adjusted returns).
+# Moves are judged on the adjusted close, and the market's move of each day comes from the whole store.
 
 # %%
 display(quality.summary())
-quality.issues.groupby("check").head(3).drop(columns="message").reset_index(drop=True)
+quality.issues.sort_values(["severity", "check"]).groupby(["check", "severity"]).head(3).reset_index(drop=True)
+
+# %% [markdown]
+# ## Cleaning
+# What the cleaning policy did before any feature or target was computed (`kit.data.clean_prices`):
+# for each finding acted on, the action (`drop` the row, `mask` the symbol's rows around it, or
+# `exclude` the symbol from that date on) and the dates removed. Removed rows are gaps (NaN) in the
+# wide frames: no return, target or feature is computed across them.
+
+# %%
+print(f"policy: {loaded.cleaning.policy}; rows {loaded.cleaning.rows_before} -> {loaded.cleaning.rows_after}")
+display(loaded.cleaning.summary())
+loaded.cleaning.actions
+
+# %% [markdown]
+# ## Survivorship
+# The store holds the S&P 500 members of April 2021. On the backtest's first day, how many of the
+# index's members of that day have prices in the store, and which are missing (the kit has no market
+# capitalisations: the list shows the missing members that had been in the index for at least five
+# years). With `universe: point_in_time` every decision date trades only that day's members, but the
+# members the store lacks cannot be traded: the coverage below is the survivorship bias that remains.
+
+# %%
+store_days = data.trading_calendar(data_path or None)
+first_day = store_days[store_days >= pd.Timestamp(test_start)][0]  # the backtest's first trading day
+coverage = data.store_coverage([first_day], data_path or None)
+cov = coverage.iloc[0]
+print(f"{coverage.index[0]}: {cov['in_store']} of {cov['members']} index members have prices in the store ({cov['coverage']:.0%}); "
+      f"matched through ticker aliases: {cov['aliased']}")
+print(f"missing long-standing members ({len(cov['missing_long_standing'])}): {', '.join(cov['missing_long_standing'])}")
+firsts = [store_days[store_days.year == y][0] for y in sorted(set(store_days.year))]
+by_year = data.store_coverage(firsts, data_path or None)
+ax = by_year["coverage"].plot(marker="o", figsize=(8, 3), title="Share of the index's members with prices in the store")
+ax.set_ylim(0, 1.05)
+plt.tight_layout()
 
 # %% [markdown]
 # ## Returns and volatility
-# Annualised mean return and volatility of daily simple returns per symbol (252 trading days a year).
+# Annualised mean return and volatility of simple returns per symbol (bars per year from the data: 252 for daily bars).
 
 # %%
 stats = pd.DataFrame({
-    "annual_mean_return": returns.mean() * TRADING_DAYS,
-    "annual_volatility": returns.std() * np.sqrt(TRADING_DAYS),
+    "annual_mean_return": returns.mean() * quality.bars_per_year,
+    "annual_volatility": returns.std() * np.sqrt(quality.bars_per_year),
 }).sort_values("annual_volatility")
 fig, ax = plt.subplots(figsize=(10, 4))
 stats.plot.bar(ax=ax)
@@ -79,7 +116,7 @@ stats.T.style.format("{:.1%}")
 # Ex-ante volatility (EWM standard deviation of daily returns, span 60, annualised) across the universe over time, and an equal-weight buy-and-hold index of the universe for orientation.
 
 # %%
-vol = features.ex_ante_vol(returns)
+vol = features.ex_ante_vol(returns, bars_per_year=quality.bars_per_year)
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 vol.median(axis=1).plot(ax=axes[0], label="median")
 vol.quantile(0.9, axis=1).plot(ax=axes[0], label="90th percentile", alpha=0.7)
@@ -99,7 +136,7 @@ plt.tight_layout()
 
 # %%
 frames = data.wide_fields(prices)
-default_symbol = indicator_symbol if indicator_symbol in universe else universe[0]
+default_symbol = indicator_symbol if indicator_symbol in universe_symbols else universe_symbols[0]
 
 
 def plot_indicators(symbol, last_days=500):
@@ -122,7 +159,7 @@ if run_dir:  # a rendered report: a static plot of the default symbol
 else:  # by hand in JupyterLab: pick a symbol
     import ipywidgets as widgets
 
-    widgets.interact(lambda symbol: plot_indicators(symbol) and None, symbol=widgets.Dropdown(options=universe, value=default_symbol))
+    widgets.interact(lambda symbol: plot_indicators(symbol) and None, symbol=widgets.Dropdown(options=universe_symbols, value=default_symbol))
 
 # %% [markdown]
 # Correlation of daily returns over the loaded period.
@@ -141,13 +178,19 @@ plt.tight_layout()
 # %%
 if run_dir:
     reports.save_metrics(run_dir, "explore", {
-        "n_symbols": len(universe), "symbols": universe,
+        "n_symbols": len(universe_symbols), "symbols": universe_symbols, "universe": universe,
         "start": close.index[0].date().isoformat(), "end": close.index[-1].date().isoformat(),
-        "trading_days": len(close), "validation": quality.summary()["issues"].to_dict(),
+        "trading_days": len(close), "bars_per_year": quality.bars_per_year,
+        "validation": quality.summary()["issues"].to_dict(),
+        "validation_by_severity": quality.counts().to_dict(orient="records"),
+        "cleaning": loaded.cleaning.to_dict(),
+        "survivorship": {**cov.to_dict(), "date": str(coverage.index[0])},
     })
 
 # %% [markdown]
 # ## Caveats
 # * The store holds the S&P 500 constituents of 2021. Stocks that left the index before then are
-#   missing, so any long-biased result on this universe is flattered by survivorship.
+#   missing (the coverage above), so any long-biased result on this universe is flattered by
+#   survivorship, even with point-in-time membership.
+# * The cleaning policy acts on findings whose rule fits; a wrong price no rule catches stays in.
 # * The liquidity ranking that picks a universe uses data up to `universe_as_of` only.

@@ -28,6 +28,8 @@ n_symbols = 0                  # > 0: the n most liquid symbols as known on univ
 universe_as_of = "2009-12-31"  # universe chosen from data up to this date only
 start = "2008-01-01"           # first date loaded (features need about 15 months of warm-up)
 end = "2021-04-21"             # last date loaded
+universe = "point_in_time"     # point_in_time: each decision date trains and trades that day's index members only; survivors: all loaded symbols
+cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 
 # Walk-forward and models
 models = ["dmn_lstm", "ldtm"]  # any of dmn_lstm, momentum_transformer, linear, mlp, ensemble, ldtm
@@ -76,11 +78,15 @@ from kit import data, reports, training
 from kit.models import MODEL_LABELS
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
-prices, quality, universe = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end)
+loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
+prices, quality, universe_symbols = loaded
 frames = data.wide_fields(prices)
 close = frames["close"]
+membership = loaded.mask_for(close)  # (T, N) index membership of each day; None for survivors
+print(f"universe {universe}; cleaning removed {loaded.cleaning.rows_before - loaded.cleaning.rows_after} rows "
+      f"for {len(loaded.cleaning.actions)} findings")
 out_dir = run_dir or tempfile.mkdtemp(prefix="kit-train-")  # by hand: a scratch folder instead of a run
-print(f"{len(universe)} symbols, {close.index[0].date()} to {close.index[-1].date()}; models {models}; "
+print(f"{len(universe_symbols)} symbols, {close.index[0].date()} to {close.index[-1].date()}; models {models}; "
       f"artifacts in {reports.artifacts_dir(out_dir)}")
 
 # %%
@@ -91,6 +97,7 @@ if search_trials > 0:
             close, model=name, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
             lookback=settings.lookback, target_vol=settings.target_vol, epochs=settings.epochs, patience=settings.patience,
             n_heads=settings.n_heads, seed=settings.seed, storage=reports.search_storage(out_dir), study_name=f"search-{name}",
+            membership=membership,
         )
         reports.save_search_trials(out_dir, name, searches[name].trials)
 
@@ -104,7 +111,7 @@ results = {}
 for name in models:
     results[name] = settings.run(
         frames, name, hyper=searches[name].best_params if name in searches else None,
-        checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None),
+        checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None), membership=membership,
     )
 folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
 assert (folds["leakage_rows"] == 0).all()
@@ -176,7 +183,7 @@ if run_dir:
         "models": models, "configs": {n: r.config for n, r in results.items()}, "feature_names": results[models[0]].feature_names,
         "folds": int(folds["fold"].nunique()), "leakage_rows": int(folds["leakage_rows"].sum()),
         "oos_start": first.index[0].date().isoformat(), "oos_end": first.index[-1].date().isoformat(),
-        "configurations_tried": configurations_tried,
+        "configurations_tried": configurations_tried, "universe": universe, "cleaning": loaded.cleaning.to_dict()["summary"],
         "search": {n: {"best_params": s.best_params, "best_val_sharpe": s.best_val_sharpe, "trials": s.n_trials} for n, s in searches.items()},
     })
 print(f"{len(models)} model(s), {folds['fold'].nunique()} folds, out of sample {first.index[0].date()} to {first.index[-1].date()}, "
@@ -196,7 +203,7 @@ print(f"{len(models)} model(s), {folds['fold'].nunique()} folds, out of sample {
 from kit.store import registry
 
 db = db_url or (None if run_dir else f"sqlite:///{reports.artifacts_dir(out_dir) / 'registry.db'}")
-scope = registry_scope or registry.universe_scope(universe)
+scope = registry_scope or registry.universe_scope(universe_symbols)
 decisions = registry.register_and_gate(results, close, scope, gate, extra={"run_dir": run_dir, "profile": profile}, db=db)
 if run_dir:
     reports.save_metrics(run_dir, "registry", {

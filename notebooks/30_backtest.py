@@ -25,6 +25,8 @@ n_symbols = 0                  # > 0: the n most liquid symbols as known on univ
 universe_as_of = "2009-12-31"  # universe chosen from data up to this date only
 start = "2008-01-01"           # first date loaded (features need about 15 months of warm-up)
 end = "2021-04-21"             # last date loaded
+universe = "point_in_time"     # point_in_time: each decision date trades that day's index members only; survivors: all loaded symbols
+cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 
 # Walk-forward and models
 models = ["dmn_lstm", "ldtm"]  # any of dmn_lstm, momentum_transformer, linear, mlp, ensemble, ldtm
@@ -80,12 +82,15 @@ from kit.conventions import TRADING_DAYS
 from kit.models import MODEL_LABELS
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
-prices, quality, universe = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end)
+loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
+prices, quality, universe_symbols = loaded
 frames = data.wide_fields(prices)
 close = frames["close"]
+membership = loaded.mask_for(close)  # (T, N) index membership of each day; None for survivors
 # the positions 20_train wrote into this run, or (run on its own) the same walk-forward trained here
-outputs = reports.model_outputs(run_dir, models, frames, settings)
-model_positions = {MODEL_LABELS[name]: pos for name, (pos, _) in outputs.items()}
+outputs = reports.model_outputs(run_dir, models, frames, settings, membership=membership)
+model_positions = {MODEL_LABELS[name]: pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
+                   for name, (pos, _) in outputs.items()}
 vol = features.ex_ante_vol(features.daily_returns(close))
 oos = next(iter(model_positions.values())).index
 n_symbols_oos = next(iter(model_positions.values())).shape[1]
@@ -97,7 +102,8 @@ print(f"configurations tried before this test (for the deflated Sharpe ratio): {
 
 # %%
 positions = {**model_positions, **portfolio.benchmark_positions(close, oos)}
-results = portfolio.compare_strategies(close, positions, vol, cost_bps=cost_bps, target_vol=target_vol, max_gross=max_gross)
+results = portfolio.compare_strategies(close, positions, vol, cost_bps=cost_bps, target_vol=target_vol, max_gross=max_gross,
+                                       membership=membership)  # benchmarks trade the same members
 returns = {k: r.returns for k, r in results.items()}
 table = analytics.performance_table(returns, {k: portfolio.turnover(r.weights) for k, r in results.items()}, benchmark="Long only",
                                   n_trials=n_trials, bootstrap=bootstrap, level=var_confidence)

@@ -24,6 +24,8 @@ n_symbols = 0                  # > 0: the n most liquid symbols as known on univ
 universe_as_of = "2009-12-31"  # universe chosen from data up to this date only
 start = "2008-01-01"           # first date loaded
 end = "2021-04-21"             # last date loaded
+universe = "point_in_time"     # point_in_time: each decision date uses that day's index members only; survivors: all loaded symbols
+cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 
 # Registry and ledger
 db_url = ""                    # empty: $KIT_DB_URL or data/state/kit.db in a profile run; a temporary SQLite file when run by hand
@@ -54,14 +56,16 @@ import pandas as pd
 from kit import data, reports, training
 from kit.store import get_engine, ledger, registry
 
-prices, quality, universe = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end)
+loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
+prices, quality, universe_symbols = loaded
 frames = data.wide_fields(prices)
 close = frames["close"]
+membership = loaded.mask_for(close)  # (T, N) index membership of each day; None for survivors
 db = db_url or (None if run_dir else f"sqlite:///{tempfile.mkdtemp(prefix='kit-audit-')}/audit.db")
 engine = get_engine(db)
 thresholds = registry.GateThresholds.from_dict(gate)
-scope = registry.universe_scope(universe)
-print(f"{len(universe)} symbols, prices to {close.index[-1].date()}; universe scope {scope}")
+scope = registry.universe_scope(universe_symbols)
+print(f"{len(universe_symbols)} symbols, prices to {close.index[-1].date()}; universe scope {scope}")
 print(f"database {engine.url.render_as_string(hide_password=True)}; gate {thresholds.to_dict()}")
 
 # %% [markdown]
@@ -85,7 +89,7 @@ else:
         results[name] = training.walk_forward_model(
             frames, name, test_start=demo_test_start, test_size=demo_test_size, lookback=21, hidden_size=8,
             train=training.TrainConfig(epochs=demo_epochs, seed=seed), checkpoint_dir=Path(tempfile.mkdtemp(prefix="kit-audit-ck-")),
-            progress=False,
+            progress=False, membership=membership,
         )
     decisions = registry.register_and_gate(results, close, scope, thresholds, extra={"profile": profile, "run_dir": run_dir}, db=db)
     for r in decisions.itertuples():

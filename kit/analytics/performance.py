@@ -38,12 +38,12 @@ __all__ = ["downside_deviation", "avg_profit_over_avg_loss", "hit_rate", "inform
 
 
 
-def downside_deviation(returns, required_return: float = 0.0) -> float:
-    """Annualised downside deviation ``sqrt(252 * mean(min(r - required_return, 0)^2))`` (the
-    mean over all days), ``empyrical.downside_risk``."""
+def downside_deviation(returns, required_return: float = 0.0, bars_per_year: float = TRADING_DAYS) -> float:
+    """Annualised downside deviation ``sqrt(bars_per_year * mean(min(r - required_return, 0)^2))``
+    (the mean over all bars; 252 for daily returns), ``empyrical.downside_risk``."""
     import empyrical as ep
 
-    return float(ep.downside_risk(_clean(returns), required_return=required_return, period="daily"))
+    return float(ep.downside_risk(_clean(returns), required_return=required_return, period="daily", annualization=bars_per_year))
 
 
 
@@ -89,7 +89,7 @@ def hit_rate(returns, positions=None) -> float:
 
 
 
-def information_ratio(returns: pd.Series, benchmark: pd.Series) -> float:
+def information_ratio(returns: pd.Series, benchmark: pd.Series, bars_per_year: float = TRADING_DAYS) -> float:
     """Annualised information ratio ``sqrt(252) * mean(r - b) / std(r - b)`` (sample std,
     ddof 1) of the active returns against ``benchmark``, aligned on ``returns``' dates; equals
     ``empyrical.excess_sharpe * sqrt(252)``. NaN when the active return is constant (e.g. the
@@ -107,7 +107,7 @@ def information_ratio(returns: pd.Series, benchmark: pd.Series) -> float:
         raise ValueError(f"benchmark misses {len(missing)} of the returns' dates (first {missing[0]})")
     active = _clean(r, "returns") - _clean(b.reindex(r.index), "benchmark")
     sd = active.std(ddof=1) if len(active) > 1 else 0.0
-    return float(active.mean() / sd * math.sqrt(TRADING_DAYS)) if sd > 0 else float("nan")
+    return float(active.mean() / sd * math.sqrt(bars_per_year)) if sd > 0 else float("nan")
 
 
 
@@ -128,6 +128,7 @@ def performance_table(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    bars_per_year: float = TRADING_DAYS,
 ) -> pd.DataFrame:
     """The DMN paper's statistics for each strategy, one row per strategy.
 
@@ -155,6 +156,8 @@ def performance_table(
         with ``n_boot=1000``).
     n_boot, seed : of the bootstrap.
     level : of every interval, VaR, CVaR and the minimum track record length (default 0.95).
+    bars_per_year : annualisation factor of the returns' bars (default 252, daily bars; take it from
+        the data, :attr:`kit.data.ValidationReport.bars_per_year`).
 
     Raises
     ------
@@ -173,32 +176,35 @@ def performance_table(
         r = pd.Series(r).astype("float64")
         if r.isna().any():
             raise ValueError(f"returns[{name!r}] has {int(r.isna().sum())} NaN values")
-        sr, lo, hi = sharpe_ratio_ci(r, level)
+        sr, lo, hi = sharpe_ratio_ci(r, level, bars_per_year)
+        ann = {"period": "daily", "annualization": bars_per_year}
         row = {
-            "annual_return": ep.annual_return(r, period="daily"),
-            "annual_volatility": ep.annual_volatility(r, period="daily"),
-            "sharpe_ratio": sharpe_ratio(r),
+            "annual_return": ep.annual_return(r, **ann),
+            "annual_volatility": ep.annual_volatility(r, **ann),
+            "sharpe_ratio": sharpe_ratio(r, bars_per_year),
             "sharpe_ci_low": lo,
             "sharpe_ci_high": hi,
-            "sortino_ratio": ep.sortino_ratio(r, period="daily"),
+            "sortino_ratio": ep.sortino_ratio(r, **ann),
             "max_drawdown": ep.max_drawdown(r),
-            "calmar_ratio": ep.calmar_ratio(r, period="daily"),
+            "calmar_ratio": ep.calmar_ratio(r, **ann),
             "pct_positive": float((r > 0).mean()),
-            "downside_deviation": downside_deviation(r),
+            "downside_deviation": downside_deviation(r, bars_per_year=bars_per_year),
             "avg_profit_over_avg_loss": avg_profit_over_avg_loss(r),
             "hit_rate": hit_rate(r),
             "value_at_risk": value_at_risk(r, level),
             "conditional_value_at_risk": conditional_value_at_risk(r, level),
         }
         valid = len(r) >= 3 and r.std(ddof=1) > 0
-        row["probabilistic_sharpe_ratio"] = probabilistic_sharpe_ratio(r) if valid else float("nan")
-        row["min_track_record_length"] = minimum_track_record_length(r, 0.0, level) if valid else float("nan")
+        row["probabilistic_sharpe_ratio"] = probabilistic_sharpe_ratio(r, 0.0, bars_per_year) if valid else float("nan")
+        row["min_track_record_length"] = minimum_track_record_length(r, 0.0, level, bars_per_year) if valid else float("nan")
         if benchmark is not None:
-            row["information_ratio"] = information_ratio(r, benchmark)
+            row["information_ratio"] = information_ratio(r, benchmark, bars_per_year)
         if n_trials is not None:
-            row["deflated_sharpe_ratio"] = deflated_sharpe_ratio(r, n_trials, sr_variance) if valid else float("nan")
+            row["deflated_sharpe_ratio"] = (deflated_sharpe_ratio(r, n_trials, sr_variance, bars_per_year=bars_per_year)
+                                            if valid else float("nan"))
         if bootstrap:
-            _, blo, bhi = sharpe_ratio_bootstrap_ci(r, level, n_boot, seed=seed) if valid else (float("nan"),) * 3
+            _, blo, bhi = (sharpe_ratio_bootstrap_ci(r, level, n_boot, seed=seed, bars_per_year=bars_per_year)
+                           if valid else (float("nan"),) * 3)
             row["sharpe_boot_low"], row["sharpe_boot_high"] = blo, bhi
         if turnover is not None and name in turnover:
             row["turnover"] = float(turnover[name].mean())

@@ -98,24 +98,24 @@ def _check_level(level: float) -> None:
 
 
 
-def sharpe_ratio(returns) -> float:
-    """Annualised Sharpe ratio ``sqrt(252) * mean(r) / std(r)`` (sample std, ddof 1; risk-free
-    rate 0), as ``empyrical.sharpe_ratio``. NaN for fewer than 2 observations or zero
-    dispersion."""
+def sharpe_ratio(returns, bars_per_year: float = TRADING_DAYS) -> float:
+    """Annualised Sharpe ratio ``sqrt(bars_per_year) * mean(r) / std(r)`` (sample std, ddof 1;
+    risk-free rate 0; ``bars_per_year`` 252 for daily returns), as ``empyrical.sharpe_ratio``. NaN
+    for fewer than 2 observations or zero dispersion."""
     r = _clean(returns)
     if len(r) < 2:
         return float("nan")
     sd = r.std(ddof=1)
-    return float(r.mean() / sd * math.sqrt(TRADING_DAYS)) if sd > 0 else float("nan")
+    return float(r.mean() / sd * math.sqrt(bars_per_year)) if sd > 0 else float("nan")
 
 
 
-def sharpe_ratio_ci(returns: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
+def sharpe_ratio_ci(returns: pd.Series, level: float = 0.95, bars_per_year: float = TRADING_DAYS) -> tuple[float, float, float]:
     """Annualised Sharpe ratio and its confidence interval.
 
     ``SE(SR_d) = sqrt((1 + SR_d^2 / 2 - skew * SR_d + (kurt - 3) / 4 * SR_d^2) / n)`` for the daily
     Sharpe ``SR_d`` (Mertens, 2002; Lo, 2002 when returns are normal); the interval
-    ``(SR_d +- z * SE) * sqrt(252)``.
+    ``(SR_d +- z * SE) * sqrt(bars_per_year)`` (252 for daily returns).
 
     Returns
     -------
@@ -133,12 +133,12 @@ def sharpe_ratio_ci(returns: pd.Series, level: float = 0.95) -> tuple[float, flo
     var = (1 + 0.5 * sr**2 - skew * sr + (kurt - 3) / 4 * sr**2) / n
     z = stats.norm.ppf(0.5 + level / 2)
     se = math.sqrt(max(var, 0.0))
-    a = math.sqrt(TRADING_DAYS)
+    a = math.sqrt(bars_per_year)
     return sr * a, (sr - z * se) * a, (sr + z * se) * a
 
 
 
-def _bootstrap_sharpes(r: np.ndarray, n_boot: int, mean_block: float, seed: int) -> np.ndarray:
+def _bootstrap_sharpes(r: np.ndarray, n_boot: int, mean_block: float, seed: int, bars_per_year: float = TRADING_DAYS) -> np.ndarray:
     """``(n_boot,)`` annualised Sharpe ratios of stationary-bootstrap resamples of ``r``."""
     from arch.bootstrap import StationaryBootstrap
 
@@ -146,12 +146,13 @@ def _bootstrap_sharpes(r: np.ndarray, n_boot: int, mean_block: float, seed: int)
     idx = np.stack([bs.update_indices() for _ in range(n_boot)])  # (n_boot, n) resample indices
     x = r[idx]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return x.mean(axis=1) / x.std(axis=1, ddof=1) * math.sqrt(TRADING_DAYS)
+        return x.mean(axis=1) / x.std(axis=1, ddof=1) * math.sqrt(bars_per_year)
 
 
 
 def sharpe_ratio_bootstrap_ci(
-    returns, level: float = 0.95, n_boot: int = 1000, mean_block: float | None = None, seed: int = 0
+    returns, level: float = 0.95, n_boot: int = 1000, mean_block: float | None = None, seed: int = 0,
+    bars_per_year: float = TRADING_DAYS,
 ) -> tuple[float, float, float]:
     """Annualised Sharpe ratio with a stationary-bootstrap percentile confidence interval.
 
@@ -194,9 +195,9 @@ def sharpe_ratio_bootstrap_ci(
         mean_block = max(1.0, float(optimal_block_length(r)["stationary"].iloc[0]))
     if not mean_block >= 1:
         raise ValueError(f"mean_block must be >= 1 day, got {mean_block}")
-    boot = _bootstrap_sharpes(r, int(n_boot), float(mean_block), seed)
+    boot = _bootstrap_sharpes(r, int(n_boot), float(mean_block), seed, bars_per_year)
     lo, hi = np.nanpercentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return sharpe_ratio(r), float(lo), float(hi)
+    return sharpe_ratio(r, bars_per_year), float(lo), float(hi)
 
 
 
@@ -208,12 +209,13 @@ def _psr(sr_d: float, sr_star_d: float, n: float, skew: float, kurt: float) -> f
 
 
 
-def probabilistic_sharpe_ratio(returns, sr_benchmark: float = 0.0) -> float:
+def probabilistic_sharpe_ratio(returns, sr_benchmark: float = 0.0, bars_per_year: float = TRADING_DAYS) -> float:
     """Probability that the true Sharpe ratio exceeds ``sr_benchmark`` (Bailey & Lopez de Prado,
     2012, "The Sharpe Ratio Efficient Frontier", eq. 11).
 
     ``PSR(SR*) = Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2))`` with the daily
-    Sharpe ``SR`` (sample std, ddof 1), ``SR* = sr_benchmark / sqrt(252)``, ``n`` observations,
+    Sharpe ``SR`` (sample std, ddof 1), ``SR* = sr_benchmark / sqrt(bars_per_year)`` (252 for daily
+    returns), ``n`` observations,
     skewness ``g3`` and kurtosis ``g4`` (3 for a normal) of the returns.
 
     Parameters
@@ -226,7 +228,7 @@ def probabilistic_sharpe_ratio(returns, sr_benchmark: float = 0.0) -> float:
     float in [0, 1].
     """
     sr, n, skew, kurt = _daily_moments(_clean(returns))
-    return _psr(sr, sr_benchmark / math.sqrt(TRADING_DAYS), n, skew, kurt)
+    return _psr(sr, sr_benchmark / math.sqrt(bars_per_year), n, skew, kurt)
 
 
 
@@ -260,7 +262,8 @@ def expected_max_sharpe(n_trials: int, sr_variance: float, sr_mean: float = 0.0)
 
 
 def deflated_sharpe_ratio(
-    returns, n_trials: int | None = None, sr_variance: float | None = None, trial_sharpes=None
+    returns, n_trials: int | None = None, sr_variance: float | None = None, trial_sharpes=None,
+    bars_per_year: float = TRADING_DAYS,
 ) -> float:
     """Deflated Sharpe ratio (Bailey & Lopez de Prado, 2014, eq. 1-2): the probabilistic Sharpe
     ratio against the Sharpe ratio the best of ``n_trials`` skill-less configurations would show,
@@ -299,12 +302,13 @@ def deflated_sharpe_ratio(
     if n_trials is None:
         raise ValueError("give n_trials (the number of configurations tried) or trial_sharpes")
     if sr_variance is None:
-        sr_variance = TRADING_DAYS / (len(r) - 1)
-    return probabilistic_sharpe_ratio(r, expected_max_sharpe(n_trials, sr_variance))
+        sr_variance = bars_per_year / (len(r) - 1)
+    return probabilistic_sharpe_ratio(r, expected_max_sharpe(n_trials, sr_variance), bars_per_year)
 
 
 
-def minimum_track_record_length(returns, sr_benchmark: float = 0.0, level: float = 0.95) -> float:
+def minimum_track_record_length(returns, sr_benchmark: float = 0.0, level: float = 0.95,
+                                bars_per_year: float = TRADING_DAYS) -> float:
     """Minimum track record length (Bailey & Lopez de Prado, 2012, eq. 13): the number of daily
     observations needed for ``PSR(sr_benchmark) >= level`` given the observed Sharpe ratio,
     skewness and kurtosis,
@@ -318,7 +322,7 @@ def minimum_track_record_length(returns, sr_benchmark: float = 0.0, level: float
 
     _check_level(level)
     sr, _, skew, kurt = _daily_moments(_clean(returns))
-    sr_star = sr_benchmark / math.sqrt(TRADING_DAYS)
+    sr_star = sr_benchmark / math.sqrt(bars_per_year)
     if sr <= sr_star:
         return float("inf")
     z = stats.norm.ppf(level)

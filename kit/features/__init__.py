@@ -1,6 +1,7 @@
 """Features: numba kernels on ``(T, N)`` arrays (:mod:`.kernels`, arrays only), labelled indicators
 (:mod:`.indicators`), the table of named feature sets (:mod:`.sets`), targets (:mod:`.targets`),
-windows (:mod:`.windows`) and the streaming state (:mod:`.streaming`).
+windows (:mod:`.windows`), the streaming state (:mod:`.streaming`) and multi-timeframe features
+(:mod:`.multi`).
 
 Frames are wide ``(T, N)`` (index = dates, columns = symbols). Every feature at date t uses prices up
 to and including t only; every target at date t uses prices after t only.
@@ -8,6 +9,7 @@ to and including t only; every target at date t uses prices after t only.
 
 from . import kernels
 from .indicators import daily_returns, ex_ante_vol, macd_signal, normalised_returns, symbol_indicators
+from .multi import TIMEFRAMES, multi_timeframe_features
 from .sets import FEATURE_SETS, FeatureArray, FeatureSetSpec, dmn_features, feature_set, stack_features
 from .streaming import StreamingFeatures, StreamingStateError
 from .targets import forward_returns, next_day_target
@@ -35,4 +37,6 @@ __all__ = [
     "padded_windows",
     "rolling_windows",
     "sliding_windows",
+    "multi_timeframe_features",
+    "TIMEFRAMES",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..conventions import VOL_SPAN
+from ..conventions import TRADING_DAYS, VOL_SPAN
 from . import kernels
 
 __all__ = ["daily_returns", "ex_ante_vol", "normalised_returns", "macd_signal", "symbol_indicators"]
@@ -25,11 +25,13 @@ def daily_returns(close: pd.DataFrame) -> pd.DataFrame:
 
 
 
-def ex_ante_vol(returns: pd.DataFrame, span: int = VOL_SPAN, min_periods: int = 20, annualise: bool = True) -> pd.DataFrame:
-    """Ex-ante volatility: EWM std (span 60, ``adjust=True``, bias-corrected, as pandas) of daily
-    returns up to t; annualised with sqrt(252) unless ``annualise=False``. NaN until
+def ex_ante_vol(returns: pd.DataFrame, span: int = VOL_SPAN, min_periods: int = 20, annualise: bool = True,
+                bars_per_year: float = TRADING_DAYS) -> pd.DataFrame:
+    """Ex-ante volatility: EWM std (span 60, ``adjust=True``, bias-corrected, as pandas) of per-bar
+    returns up to t; annualised with ``sqrt(bars_per_year)`` (252 for daily bars; take it from the
+    data: :attr:`kit.data.ValidationReport.bars_per_year`) unless ``annualise=False``. NaN until
     ``min_periods`` valid returns; 0.0 for a constant price. ``(T, N)`` DataFrame."""
-    return _like(kernels.ex_ante_vol(returns.to_numpy(dtype="float64"), span, min_periods, annualise), returns)
+    return _like(kernels.ex_ante_vol(returns.to_numpy(dtype="float64"), span, min_periods, annualise, bars_per_year), returns)
 
 
 

@@ -50,11 +50,13 @@ __all__ = [
     "rolling_zscore",
     "macd_baz",
     "rsi_wilder",
+    "rsi_ewm",
     "sma",
     "ema",
     "ma_ratio",
     "bollinger",
     "atr_wilder",
+    "atr_ewm",
     "rolling_vwap",
     "volume_ratio",
     "EWM_MEAN_WIDTH",
@@ -507,13 +509,16 @@ def ewm_std(x, *, span=None, halflife=None, alpha=None, com=None, adjust: bool =
     return _out(_ewm_std_nb(v, a, bool(adjust), max(int(min_periods), 1), 1.0), sq)
 
 
-def ex_ante_vol(returns, span: int = VOL_SPAN, min_periods: int = VOL_MIN_PERIODS, annualise: bool = True) -> np.ndarray:
-    """Ex-ante volatility ``sigma_t``: EWM std (span 60, ``adjust=True``) of daily returns up to t,
-    times ``sqrt(252)`` when ``annualise`` (Lim, Zohren & Roberts, 2019, section 4.1).
-    NaN until ``min_periods`` valid returns. ``(T, N)`` float64."""
+def ex_ante_vol(returns, span: int = VOL_SPAN, min_periods: int = VOL_MIN_PERIODS, annualise: bool = True,
+                bars_per_year: float = TRADING_DAYS) -> np.ndarray:
+    """Ex-ante volatility ``sigma_t``: EWM std (span 60, ``adjust=True``) of per-bar returns up to t,
+    times ``sqrt(bars_per_year)`` when ``annualise`` (252 for daily bars; Lim, Zohren & Roberts, 2019,
+    section 4.1). NaN until ``min_periods`` valid returns. ``(T, N)`` float64."""
     a = ewm_alpha(span=span)
     v, sq = _as2d(returns, "returns")
-    return _out(_ewm_std_nb(v, a, True, max(int(min_periods), 1), math.sqrt(TRADING_DAYS) if annualise else 1.0), sq)
+    if not bars_per_year > 0:
+        raise ValueError(f"bars_per_year must be > 0, got {bars_per_year!r}")
+    return _out(_ewm_std_nb(v, a, True, max(int(min_periods), 1), math.sqrt(bars_per_year) if annualise else 1.0), sq)
 
 
 def vol_normalised_returns(close, k: int, daily_vol) -> np.ndarray:
@@ -663,18 +668,70 @@ def _rsi_nb(x, n):
     return out
 
 
-def rsi_wilder(close, n: int = 14) -> np.ndarray:
-    """Relative Strength Index (Wilder, 1978, "New Concepts in Technical Trading Systems").
+def rsi_ewm(close, n: int = 14) -> np.ndarray:
+    """Relative Strength Index with first-value-seeded Wilder smoothing (the ``ldtm`` feature set's
+    RSI-14; not Wilder's published start, for which see :func:`rsi_wilder`).
 
-    ``d_t = x_t - x_{t-1}``; average gain and loss are Wilder-smoothed, i.e. EWM means with
-    ``alpha = 1/n``, ``adjust=False`` (pandas convention, seeded with the first change rather than a
-    simple average of the first n); ``RSI = 100 - 100 / (1 + gain / loss)`` in [0, 100]. NaN until n
-    valid changes. Zero average loss gives 100, and 50 when the average gain is zero too (a constant
-    price). ``(T, N)`` float64.
+    ``d_t = x_t - x_{t-1}``; average gain and loss are EWM means with ``alpha = 1/n``,
+    ``adjust=False`` (pandas' ``ewm(alpha=1/n, adjust=False)``, seeded with the first change rather
+    than a simple average of the first n); ``RSI = 100 - 100 / (1 + gain / loss)`` in [0, 100]. NaN
+    until n valid changes. Zero average loss gives 100, and 50 when the average gain is zero too (a
+    constant price). The seed's weight decays as ``(1 - 1/n)^t``: after 100 bars with n = 14 the two
+    definitions differ by under 0.1% of the first change. ``(T, N)`` float64.
     """
     _check_window(n, "n")
     v, sq = _as2d(close, "close")
     return _out(_rsi_nb(v, float(n)), sq)
+
+
+@njit(cache=True, parallel=True)
+def _rsi_sma_nb(x, n):
+    T, N = x.shape
+    out = np.full((T, N), np.nan)
+    for j in prange(N):
+        prev = np.nan
+        k = 0
+        sg = 0.0
+        sl = 0.0
+        for t in range(T):
+            d = x[t, j] - prev
+            prev = x[t, j]
+            if np.isnan(d):
+                continue
+            g = d if d > 0 else 0.0
+            lo = -d if d < 0 else 0.0
+            if k < n:
+                sg += g
+                sl += lo
+                k += 1
+                if k < n:
+                    continue
+                sg /= n
+                sl /= n
+            else:
+                sg = (sg * (n - 1) + g) / n
+                sl = (sl * (n - 1) + lo) / n
+            if sl == 0.0:
+                out[t, j] = 50.0 if sg == 0.0 else 100.0
+            else:
+                out[t, j] = 100.0 - 100.0 / (1.0 + sg / sl)
+    return out
+
+
+def rsi_wilder(close, n: int = 14) -> np.ndarray:
+    """Relative Strength Index as Wilder (1978, "New Concepts in Technical Trading Systems") defined it
+    and StockCharts' ChartSchool publishes it.
+
+    With ``d_t = x_t - x_{t-1}``, gains ``max(d, 0)`` and losses ``max(-d, 0)``: the first average
+    gain (loss) is the simple mean of the first n gains (losses); after it
+    ``avg_t = (avg_{t-1} (n - 1) + value_t) / n``; ``RSI = 100 - 100 / (1 + avg gain / avg loss)`` in
+    [0, 100], first defined on the n-th change (row n of a series without gaps). A change that is NaN
+    (a missing price on either side) gives NaN and leaves the averages as they were. Zero average
+    loss gives 100, and 50 when the average gain is zero too. ``(T, N)`` float64.
+    """
+    _check_window(n, "n")
+    v, sq = _as2d(close, "close")
+    return _out(_rsi_sma_nb(v, float(n)), sq)
 
 
 def sma(close, window: int) -> np.ndarray:
@@ -731,17 +788,63 @@ def _atr_nb(h, lo, c, n):
     return out
 
 
-def atr_wilder(high, low, close, n: int = 14) -> np.ndarray:
-    """Average True Range (Wilder, 1978). ``TR_t = max(h - l, |h - c_{t-1}|, |l - c_{t-1}|)``
-    (``h - l`` on a symbol's first row or after a missing close); ATR = EWM mean of TR with
-    ``alpha = 1/n``, ``adjust=False``; NaN until n valid TRs. ``(T, N)`` float64, price units."""
-    _check_window(n, "n")
+def _hlc(high, low, close):
     h, sq = _as2d(high, "high")
     lo, _ = _as2d(low, "low")
     c, _ = _as2d(close, "close")
     if not (h.shape == lo.shape == c.shape):
         raise ValueError(f"high {h.shape}, low {lo.shape} and close {c.shape} must have the same shape")
+    return h, lo, c, sq
+
+
+def atr_ewm(high, low, close, n: int = 14) -> np.ndarray:
+    """Average True Range with first-value-seeded smoothing (kept for comparison; the kit's ATR is
+    :func:`atr_wilder`). ``TR_t = max(h - l, |h - c_{t-1}|, |l - c_{t-1}|)`` (``h - l`` on a symbol's
+    first row or after a missing close); ATR = EWM mean of TR with ``alpha = 1/n``, ``adjust=False``;
+    NaN until n valid TRs. ``(T, N)`` float64, price units."""
+    _check_window(n, "n")
+    h, lo, c, sq = _hlc(high, low, close)
     return _out(_atr_nb(h, lo, c, float(n)), sq)
+
+
+@njit(cache=True, parallel=True)
+def _atr_sma_nb(h, lo, c, n):
+    T, N = c.shape
+    out = np.full((T, N), np.nan)
+    for j in prange(N):
+        prev = np.nan
+        k = 0
+        a = 0.0
+        for t in range(T):
+            tr = h[t, j] - lo[t, j]
+            if not np.isnan(prev):
+                tr = max(tr, abs(h[t, j] - prev), abs(lo[t, j] - prev))
+            prev = c[t, j]
+            if np.isnan(tr):
+                continue
+            if k < n:
+                a += tr
+                k += 1
+                if k < n:
+                    continue
+                a /= n
+            else:
+                a = (a * (n - 1) + tr) / n
+            out[t, j] = a
+    return out
+
+
+def atr_wilder(high, low, close, n: int = 14) -> np.ndarray:
+    """Average True Range as Wilder (1978) defined it and StockCharts' ChartSchool publishes it.
+
+    ``TR_t = max(h_t - l_t, |h_t - c_{t-1}|, |l_t - c_{t-1}|)`` (``h - l`` on a symbol's first row or
+    after a missing close); the first ATR is the simple mean of the first n TRs; after it
+    ``ATR_t = (ATR_{t-1} (n - 1) + TR_t) / n``. A NaN TR gives NaN and leaves the average as it was.
+    ``(T, N)`` float64, price units.
+    """
+    _check_window(n, "n")
+    h, lo, c, sq = _hlc(high, low, close)
+    return _out(_atr_sma_nb(h, lo, c, float(n)), sq)
 
 
 def rolling_vwap(high, low, close, volume, window: int = 20) -> np.ndarray:
@@ -941,7 +1044,7 @@ def dmn_batch(close) -> np.ndarray:
 def ldtm_batch(open_, high, low, close, volume) -> np.ndarray:
     """The 11 per-ticker LDTM inputs (seed 003) for ``(T, N)`` OHLCV arrays, as ``(T, N, 11)``
     float64 in the order of ``LDTM_NAMES``: open, high, low, close, volume as given; log returns
-    over 1 and 5 days; RSI-14 (:func:`rsi_wilder`); close over its 5-, 10- and 20-day SMA."""
+    over 1 and 5 days; RSI-14 (first-value-seeded, :func:`rsi_ewm`); close over its 5-, 10- and 20-day SMA."""
     arrs = [_as2d(a, n)[0] for a, n in zip((open_, high, low, close, volume), ("open", "high", "low", "close", "volume"), strict=True)]
     shapes = {a.shape for a in arrs}
     if len(shapes) != 1:

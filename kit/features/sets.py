@@ -8,7 +8,9 @@ ex-ante daily volatility ``sigma_t`` (EWM std of daily returns, span 60), and th
 Baz et al. (2015) for (8, 24), (16, 48), (32, 96). Needs ``close``.
 
 ``ldtm``: the 11 per-ticker inputs of seed 003: open, high, low, close, volume, log returns over 1
-and 5 days, RSI-14 (first-value-seeded Wilder smoothing, :func:`kit.features.kernels.rsi_wilder`),
+and 5 days, RSI-14 (first-value-seeded Wilder smoothing, :func:`kit.features.kernels.rsi_ewm`; kept so the
+set's values and the kit's results do not change; Wilder's published RSI is
+:func:`kit.features.kernels.rsi_wilder`, used by :func:`kit.features.symbol_indicators`),
 close over its 5-, 10- and 20-day simple moving averages. Needs ``open, high, low, close, volume``.
 
 Every feature at date t uses prices up to and including t only; NaN stays NaN.

@@ -180,6 +180,7 @@ def compare_strategies(
     max_gross: float = 0.95,
     slippage_bps: float = 0.0,
     portfolio_target_vol: float | None = None,
+    membership: pd.DataFrame | None = None,
 ) -> dict[str, BacktestResult]:
     """Simulate several position sets on the same dates, symbols, volatility targeting and costs.
 
@@ -192,6 +193,9 @@ def compare_strategies(
     target_vol, max_gross : see :func:`vol_scaled_weights`.
     portfolio_target_vol : if given, the weights are also scaled to this annualised book
         volatility with :func:`portfolio_vol_scaled_weights` (past data only); default None.
+    membership : optional (T, N) bool point-in-time index membership: every strategy's position
+        (models and benchmarks alike) is NaN (not live, weight 0) where the symbol is not a member
+        on the decision date (dates or symbols it does not cover count as not members).
 
     Returns
     -------
@@ -199,6 +203,9 @@ def compare_strategies(
     """
     out = {}
     for name, pos in positions.items():
+        if membership is not None:
+            live = pd.DataFrame(membership).reindex(index=pos.index, columns=pos.columns, fill_value=False).fillna(False)
+            pos = pos.where(live.astype(bool))
         px = close.reindex(index=pos.index, columns=pos.columns)
         weights = vol_scaled_weights(pos, ex_ante_vol.reindex(index=pos.index, columns=pos.columns), target_vol, max_gross)
         if portfolio_target_vol is not None:

@@ -166,7 +166,7 @@ def atr_stop_overlay(
     A *trade* starts on a row where the sign of the position changes (from flat/NaN or the other
     side) and lasts while the sign stays the same (size changes within a side are the same trade).
     At entry (row t0): entry price ``E = close_{t0}``, stop distance ``d = stop_atr * ATR_{t0}``
-    (Wilder ATR over ``atr_window`` days from :func:`kit.features.kernels.atr_wilder`, data up to t0),
+    (Wilder ATR over ``atr_window`` days as published, :func:`kit.features.kernels.atr_wilder`, data up to t0),
     stop ``E - d`` and take-profit ``E + take_profit_ratio * d`` for a long (mirrored for a short):
     2 x ATR and 1.5 x the stop distance as in seed 004. On each later row t the close is compared
     with both levels (closes, not intraday highs/lows: with daily bars the fill price of an intraday

@@ -161,11 +161,13 @@ def load_returns(run_dir) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False) -> dict:
+def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False,
+                  membership=None) -> dict:
     """Each model's out-of-sample ``(positions, forecasts)``: read from the run when an earlier stage
     wrote them, else trained here walk-forward with ``settings`` (a
     :class:`kit.training.WalkForwardSettings`) — the case of a notebook run on its own, e.g. by
-    ``pytest --nbmake``.
+    ``pytest --nbmake`` — restricted to ``membership`` (a ``(T, N)`` bool point-in-time mask) when
+    given.
 
     Returns
     -------
@@ -177,6 +179,6 @@ def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str =
         if pos is not None:
             out[name] = (pos, load_forecasts(run_dir, name))
             continue
-        res = settings.run(frames, name, data_sha256=data_sha256, progress=progress)
+        res = settings.run(frames, name, data_sha256=data_sha256, progress=progress, membership=membership)
         out[name] = (res.positions, res.forecasts)
     return out

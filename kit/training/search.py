@@ -62,12 +62,15 @@ def search_hyperparameters(
     storage: str | None = None,
     study_name: str = "kit-search",
     timeout: float | None = None,
+    membership: pd.DataFrame | None = None,
 ) -> SearchResult:
     """Search a position model's hyperparameters on dates before ``search_until``.
 
     Parameters
     ----------
     close : (T, N) adjusted closes.
+    membership : optional (T, N) bool point-in-time index membership; non-members have no target on
+        those dates (as in :func:`kit.training.walk_forward`).
     model : a position model name (:data:`kit.training.POSITION_MODELS`).
     search_until : the first out-of-sample date; only earlier dates are used.
     n_trials : trials to run (optuna TPE sampler seeded with ``seed``).
@@ -91,6 +94,9 @@ def search_hyperparameters(
     X, names = fa.values.astype(np.float32), fa.names
     target, _ = next_day_target(close, target_vol=target_vol)
     y = target.to_numpy(dtype="float64")
+    if membership is not None:  # point-in-time: no target where the symbol is not an index member
+        member = pd.DataFrame(membership).reindex(index=close.index, columns=close.columns, fill_value=False)
+        y = np.where(member.fillna(False).to_numpy(dtype=bool), y, np.nan)
     split = walk_forward_splits(close.index, search_until, 1, None, val_fraction, horizon=1)[0]
     valid = np.isfinite(X).all(axis=-1) & np.isfinite(y)
     if count_leakage(split, valid):

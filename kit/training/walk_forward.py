@@ -68,6 +68,14 @@ class WalkForwardResult:
 
 
 
+def _member_array(membership, frame: pd.DataFrame) -> np.ndarray | None:
+    """The ``(T, N)`` bool membership mask aligned to ``frame`` (False where not given), or None."""
+    if membership is None:
+        return None
+    m = pd.DataFrame(membership).reindex(index=frame.index, columns=frame.columns, fill_value=False)
+    return m.fillna(False).to_numpy(dtype=bool)
+
+
 @torch.no_grad()
 def predict_positions(model: torch.nn.Module, features: np.ndarray, start: int, end: int, lookback: int, batch: int = 4096) -> np.ndarray:
     """Positions for decision dates ``[start, end)``: the model's last-step output on the window of
@@ -106,6 +114,7 @@ def walk_forward(
     checkpoint_dir=None,
     data_sha256: str = "",
     progress: bool = True,
+    membership: pd.DataFrame | None = None,
 ) -> WalkForwardResult:
     """Train a position model walk-forward on the DMN features; return its stitched out-of-sample
     positions.
@@ -123,6 +132,10 @@ def walk_forward(
     Parameters
     ----------
     close : (T, N) DataFrame of adjusted closes; columns are symbols.
+    membership : optional (T, N) bool DataFrame (e.g. :attr:`kit.data.UniverseData.membership`):
+        point-in-time index membership. A symbol that is not a member on decision date t has no
+        training or validation target at t (it is not in any fold's targets there) and no position
+        (NaN, not live) at t; its prices still feed the features of later dates.
 
     Raises
     ------
@@ -141,6 +154,9 @@ def walk_forward(
     X, names = fa.values.astype(np.float32), fa.names
     target_df, vol = next_day_target(close, target_vol=target_vol)
     y = target_df.to_numpy(dtype="float64")
+    member = _member_array(membership, close)
+    if member is not None:
+        y = np.where(member, y, np.nan)
     dates = close.index
     splits = walk_forward_splits(dates, test_start, test_size, test_end, val_fraction, horizon=1, train_start=train_start)
     valid = np.isfinite(X).all(axis=-1) & np.isfinite(y)
@@ -203,6 +219,8 @@ def walk_forward(
         else:
             net = fitted[0]
         pos = predict_positions(net, X, *split.test, lookback)
+        if member is not None:
+            pos[~member[split.test[0] : split.test[1]]] = np.nan
         blocks.append(pd.DataFrame(pos, index=dates[split.test[0] : split.test[1]], columns=close.columns))
         last_model = net
     positions = pd.concat(blocks)
@@ -305,6 +323,7 @@ def walk_forward_ldtm(
     checkpoint_dir=None,
     data_sha256: str = "",
     progress: bool = True,
+    membership: pd.DataFrame | None = None,
 ) -> WalkForwardResult:
     """Per-ticker multi-horizon LSTMs (LDTM, seed 003) trained walk-forward, one model per symbol
     and fold, all K symbols of a fold from one :func:`kit.training.batched.train_universe` call.
@@ -327,6 +346,8 @@ def walk_forward_ldtm(
     sample_stride : keep every k-th training window (most recent first); consecutive windows
         overlap by ``lookback - 1`` days, so a stride > 1 trades little information for speed.
     path : :func:`kit.training.batched.train_universe` path (``auto``, ``batched`` or ``loop``).
+    membership : optional (T, N) bool point-in-time membership: no target, forecast or position for a
+        symbol on a decision date when it is not a member (as :func:`walk_forward`).
     Others as :func:`walk_forward`.
 
     Returns
@@ -358,6 +379,9 @@ def walk_forward_ldtm(
     fa = feature_set("ldtm", frames)
     X, names = fa.values, fa.names
     fwd = forward_returns(close, horizons).values
+    member = _member_array(membership, close)
+    if member is not None:
+        fwd[~member] = np.nan
     vol = ex_ante_vol(daily_returns(close))
     daily_vol = vol.to_numpy(dtype="float64") / np.sqrt(float(TRADING_DAYS))
     dates, symbols = close.index, close.columns
@@ -396,6 +420,9 @@ def walk_forward_ldtm(
         for model, j in zip(fit.models, trained, strict=True):
             test_fc[:, j] = predict_forecasts(model, X[:, j], t0, t1, lookback)
             fv = predict_forecasts(model, X[:, j], v0, v1, lookback)[:, 0]
+            if member is not None:
+                test_fc[~member[t0:t1, j], j] = np.nan
+                fv[~member[v0:v1, j]] = np.nan
             with np.errstate(divide="ignore", invalid="ignore"):
                 z_val.append(fv / daily_vol[v0:v1, j])
         z = np.concatenate(z_val)
@@ -456,7 +483,8 @@ def walk_forward_ldtm(
 
 
 
-_COMMON_WF_KEYS = ("test_start", "test_end", "test_size", "val_fraction", "train", "train_start", "checkpoint_dir", "data_sha256", "progress")
+_COMMON_WF_KEYS = ("test_start", "test_end", "test_size", "val_fraction", "train", "train_start", "checkpoint_dir", "data_sha256", "progress",
+                   "membership")
 
 
 
@@ -583,10 +611,11 @@ class WalkForwardSettings:
         return TrainConfig(**base)
 
     def run(self, frames: dict, name: str, *, hyper: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
-            progress: bool = True) -> WalkForwardResult:
+            progress: bool = True, membership: pd.DataFrame | None = None) -> WalkForwardResult:
         """Train model ``name`` walk-forward on ``frames`` (:func:`walk_forward_model`) with these
         settings; ``hyper`` overrides ``hidden_size``, ``dropout``, ``batch_size``, ``lr`` and
-        ``max_grad_norm`` (e.g. a search's best parameters)."""
+        ``max_grad_norm`` (e.g. a search's best parameters); ``membership`` restricts every decision
+        date to that day's index members (:func:`walk_forward`)."""
         h = {"hidden_size": self.hidden_size, "dropout": self.dropout, **(hyper or {})}
         return walk_forward_model(
             frames, name,
@@ -594,5 +623,5 @@ class WalkForwardSettings:
             members=self.members, ensemble_method=self.ensemble_method, n_heads=self.n_heads, test_start=self.test_start,
             test_size=self.test_size, val_fraction=self.val_fraction, lookback=self.lookback, target_vol=self.target_vol,
             hidden_size=h["hidden_size"], num_layers=self.num_layers, dropout=h["dropout"], train=self.train_config(**(hyper or {})),
-            checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress,
+            checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress, membership=membership,
         )
