@@ -454,11 +454,14 @@ def test_site_with_fake_quarto_renders_only_changed_run_pages(tmp_path, fake_qua
     assert "the Quarto build of the site failed" in capsys.readouterr().err
 
 
-def test_execute_options_use_ipc_and_a_progress_bar(capsys):
+def test_execute_options_use_ipc_and_a_progress_bar(capsys, monkeypatch):
+    monkeypatch.setattr(render.sys.stderr, "isatty", lambda: True, raising=False)
     opts = render.execute_options("[1/2] 10_explore")
     km = opts["kernel_manager_class"]()
     assert km.transport == "ipc" and os.path.isabs(km.ip) and km.ip.startswith(tempfile.gettempdir())
     assert opts["progress_bar"]["desc"] == "[1/2] 10_explore" and opts["log_output"] is False
+    monkeypatch.setattr(render.sys.stderr, "isatty", lambda: False, raising=False)
+    assert render.execute_options("x")["progress_bar"] is False  # a cron log gets the stage lines only
     line = render.stage_line(2, 4, "20_train", {"status": "ok", "seconds": 12.34, "render_seconds": 3.0}, time.perf_counter() - 5, "quarto")
     assert re.match(r"\[2/4\] 20_train +ok +12\.3 s  \(run 5\.\d s\)  page by quarto in 3\.0 s", line)
     assert line in capsys.readouterr().out
