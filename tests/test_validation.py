@@ -127,7 +127,7 @@ def test_summary_and_counts(ohlcv):
 
 @pytest.mark.slow
 def test_committed_store_findings_by_check_and_severity():
-    """The committed store's findings (docs/data.md explains each error)."""
+    """The committed store's findings (the README, "Validation: checks and severities", explains each error)."""
     _, report = data.load_prices()
     counts = {(r.check, r.severity): r.issues for r in report.counts().itertuples()}
     errors = {k[0]: v for k, v in counts.items() if k[1] == "error"}
