@@ -468,8 +468,10 @@ def test_execute_options_use_ipc_and_a_progress_bar(capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_kernel_runs_over_ipc_without_the_tcp_warning(tmp_path, capfd):
+def test_kernel_runs_over_ipc_without_the_tcp_warning(tmp_path, capfd, monkeypatch):
     import papermill as pm
+
+    monkeypatch.setattr(render.sys.stderr, "isatty", lambda: True, raising=False)  # the bar shows on a terminal
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import json, ipykernel.connect as c\n"
                                                                   "print(json.load(open(c.get_connection_file()))['transport'])")])
