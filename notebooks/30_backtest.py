@@ -64,6 +64,12 @@ take_profit_ratio = 1.5
 dd_threshold = 0.10            # drawdown control: cut exposure beyond a 10% drawdown
 dd_floor = 0.25                # down to a quarter of the exposure at twice the threshold
 
+# Execution of the walk-forward tasks when this notebook trains (run on its own; see 20_train)
+backend = "serial"             # serial, process or ray
+address = ""                   # ray: the cluster's address (empty: $RAY_ADDRESS, else a local Ray instance)
+workers = 0                    # process: pool size (0: the cores available / threads)
+threads = 0                    # threads per task (0: $KIT_TASK_THREADS or 1)
+
 # Set by `python -m kit run`; empty when run by hand (then nothing is saved to a run folder)
 run_dir = ""
 profile = "notebook-defaults"
@@ -84,7 +90,7 @@ prices, quality, universe = data.load_universe(data_path or None, symbols, n_sym
 frames = data.wide_fields(prices)
 close = frames["close"]
 # the positions 20_train wrote into this run, or (run on its own) the same walk-forward trained here
-outputs = reports.model_outputs(run_dir, models, frames, settings)
+outputs = reports.model_outputs(run_dir, models, frames, settings, backend=(backend, address, workers, threads))
 model_positions = {MODEL_LABELS[name]: pos for name, (pos, _) in outputs.items()}
 vol = features.ex_ante_vol(features.daily_returns(close))
 oos = next(iter(model_positions.values())).index

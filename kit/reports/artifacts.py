@@ -153,22 +153,39 @@ def save_returns(run_dir, returns: dict) -> Path:
     return _parquet(pd.DataFrame(returns), artifacts_dir(run_dir) / "strategy_returns.parquet")
 
 
-def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False) -> dict:
+def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False, backend=None) -> dict:
     """Each model's out-of-sample ``(positions, forecasts)``: read from the run when an earlier stage
     wrote them, else trained here walk-forward with ``settings`` (a
     :class:`kit.training.WalkForwardSettings`) — the case of a notebook run on its own, e.g. by
-    ``pytest --nbmake``.
+    ``pytest --nbmake``. The models to train run as one batch of tasks on ``backend``: a runner,
+    ``None`` (serial) or a tuple ``(name, address, workers, threads)`` of a notebook's execution
+    parameters (empty or 0 for defaults), built with :func:`kit.exec.make_backend` only when
+    something has to be trained.
 
     Returns
     -------
     dict model name -> ``(positions (T_test, N) DataFrame, forecasts dict or None)``.
     """
     out = {}
+    missing = []
     for name in models:
         pos = load_positions(run_dir, name)
         if pos is not None:
             out[name] = (pos, load_forecasts(run_dir, name))
-            continue
-        res = settings.run(frames, name, data_sha256=data_sha256, progress=progress)
-        out[name] = (res.positions, res.forecasts)
-    return out
+        else:
+            missing.append(name)
+    if missing:
+        runner = backend
+        if isinstance(backend, tuple):
+            from ..exec import make_backend
+
+            name, address, workers, threads = backend
+            runner = make_backend(name or "serial", address=address or None, workers=workers or None, threads=threads or None)
+        try:
+            trained = settings.run_models(frames, missing, data_sha256=data_sha256, progress=progress, backend=runner)
+        finally:
+            if runner is not backend:
+                runner.close()
+        for name in missing:
+            out[name] = (trained[name].positions, trained[name].forecasts)
+    return {name: out[name] for name in models}

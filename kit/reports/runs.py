@@ -91,7 +91,8 @@ def run_lock(reports_dir=REPORTS_DIR):
 
 
 def run_profile(
-    profile_name, reports_dir=REPORTS_DIR, renderer: str = "auto", notebooks=None, kernel_name: str | None = None, reuse_artifacts=None
+    profile_name, reports_dir=REPORTS_DIR, renderer: str = "auto", notebooks=None, kernel_name: str | None = None, reuse_artifacts=None,
+    exec_options: dict | None = None,
 ) -> Path:
     """Execute a profile's notebooks into a new run folder, render each, and update the index.
 
@@ -105,6 +106,12 @@ def run_profile(
     that run's ``artifacts/`` and ``metrics.json`` into the new run first, so later notebooks (e.g.
     ``--notebooks 30_backtest``) can be re-run on its trained positions without retraining; the
     source run id and its git commit are recorded in ``run.json`` as ``reused_artifacts_from``.
+
+    ``exec_options`` (``backend``, ``address``, ``workers``, ``threads``: where the training tasks
+    run, e.g. from ``python -m kit run --backend ray``) override the profile's values in every
+    notebook that has those parameters; the settings in force are recorded in ``run.json`` as
+    ``exec`` (the thread count resolved: results depend on it), and ``metrics.json``'s ``exec``
+    section holds what ran (tasks per node).
 
     Returns
     -------
@@ -161,6 +168,8 @@ def run_profile(
             if (source / "metrics.json").exists():
                 shutil.copy2(source / "metrics.json", run_dir / "metrics.json")
             info["reused_artifacts_from"] = {"run_id": source.name, "git_commit": src_info.get("git_commit"), "profile": src_info.get("profile")}
+        exec_opts = {k: v for k, v in (exec_options or {}).items() if v is not None}
+        info["exec"] = _exec_record(profile, names, exec_opts)
         atomic_write_text(run_dir / "params.yaml", yaml.safe_dump({k: v for k, v in profile.items() if k != "path"}, sort_keys=False))
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2))
         error = None
@@ -174,7 +183,8 @@ def run_profile(
                 pm.execute_notebook(
                     str(src),
                     str(dst),
-                    parameters=notebook_parameters(profile, name, run_dir, accepted=notebook_parameter_names(name)),
+                    parameters=_with_exec(notebook_parameters(profile, name, run_dir, accepted=notebook_parameter_names(name)),
+                                          exec_opts, notebook_parameter_names(name)),
                     cwd=str(run_dir),
                     kernel_name=kernel_name,
                     progress_bar=False,
@@ -197,3 +207,27 @@ def run_profile(
         raise error
     return run_dir
 
+
+
+_EXEC_KEYS = ("backend", "address", "workers", "threads")
+
+
+def _with_exec(params: dict, exec_opts: dict, accepted) -> dict:
+    """A notebook's parameters with the run's execution options, for the notebooks that take them."""
+    return {**params, **{k: v for k, v in exec_opts.items() if k in accepted}}
+
+
+def _exec_record(profile: dict, names, exec_opts: dict) -> dict:
+    """The execution settings of a run, for ``run.json``: the first notebook section that sets them,
+    overridden by ``exec_opts``; threads resolved (0: ``$KIT_TASK_THREADS`` or 1)."""
+    from ..training.tasks import default_threads
+
+    rec = {"backend": "serial", "address": "", "workers": 0, "threads": 0}
+    for nb in names:
+        section = profile.get(nb) or {}
+        if any(k in section for k in _EXEC_KEYS):
+            rec.update({k: section[k] for k in _EXEC_KEYS if k in section})
+            break
+    rec.update(exec_opts)
+    rec["threads"] = int(rec["threads"] or default_threads())
+    return rec

@@ -242,6 +242,14 @@ class SerialRunner:
         """``{"backend": "serial", "threads": n, "workers": 1}``."""
         return {"backend": self.name, "threads": self.threads, "workers": 1}
 
+    @property
+    def nodes(self) -> int:
+        """Machines the runner uses (1)."""
+        return 1
+
+    def close(self) -> None:
+        """Nothing to release (the interface of :mod:`kit.exec`'s backends)."""
+
 
 def resolve_runner(backend=None) -> TaskRunner:
     """The runner for a ``backend`` argument: ``None`` or ``"serial"`` -> :class:`SerialRunner`;
