@@ -74,6 +74,7 @@ profile = "notebook-defaults"
 # %%
 # %matplotlib inline
 import tempfile
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -94,11 +95,14 @@ print(f"{len(universe)} symbols, {close.index[0].date()} to {close.index[-1].dat
 # %%
 searches = {}
 if search_trials > 0:
+    # trials run as tasks on the backend; on several nodes the study lives in the kit's database (PostgreSQL)
+    study_storage = kexec.study_storage(runner, reports.search_storage(out_dir), db_url or None)
+    study_prefix = "search-" if runner.nodes == 1 else f"search-{Path(out_dir).name}-"
     for name in [m for m in models if m not in ("ensemble", "ldtm")]:
         searches[name] = training.search_hyperparameters(
             close, model=name, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
             lookback=settings.lookback, target_vol=settings.target_vol, epochs=settings.epochs, patience=settings.patience,
-            n_heads=settings.n_heads, seed=settings.seed, storage=reports.search_storage(out_dir), study_name=f"search-{name}",
+            n_heads=settings.n_heads, seed=settings.seed, storage=study_storage, study_name=study_prefix + name, backend=runner,
         )
         reports.save_search_trials(out_dir, name, searches[name].trials)
 

@@ -6,6 +6,6 @@ the task); this package only runs lists of them (:func:`make_backend`). The driv
 ``map`` writes checkpoints, the registry and the ledger after the results come back.
 """
 
-from .backends import BACKENDS, ProcessBackend, RayBackend, available_cores, make_backend
+from .backends import BACKENDS, ProcessBackend, RayBackend, available_cores, make_backend, study_storage
 
-__all__ = ["BACKENDS", "ProcessBackend", "RayBackend", "available_cores", "make_backend"]
+__all__ = ["BACKENDS", "ProcessBackend", "RayBackend", "available_cores", "make_backend", "study_storage"]

@@ -33,7 +33,7 @@ from pathlib import Path
 from ..base.config import nearest
 from ..training.tasks import SerialRunner, Task, TaskOutcome, default_threads, pin_threads, run_task
 
-__all__ = ["BACKENDS", "ProcessBackend", "RayBackend", "make_backend", "available_cores"]
+__all__ = ["BACKENDS", "ProcessBackend", "RayBackend", "make_backend", "available_cores", "study_storage"]
 
 BACKENDS = ("serial", "process", "ray")
 """Names accepted by :func:`make_backend`."""
@@ -398,3 +398,25 @@ def make_backend(name: str = "serial", *, address: str | None = None, workers: i
     if name == "process":
         return ProcessBackend(workers, threads)
     return RayBackend(address, threads)
+
+
+def study_storage(backend, local: str, db_url: str | None = None) -> str:
+    """Where a hyperparameter search keeps its optuna study: ``local`` (e.g. the run's own SQLite
+    file, :func:`kit.reports.search_storage`) when ``backend`` runs on one machine; on several, the
+    kit's database (``db_url``, else ``$KIT_DB_URL``), which must then be one every node reaches.
+
+    Raises
+    ------
+    ValueError
+        Several nodes and the kit's database is SQLite
+        (:func:`kit.training.search.check_search_storage`).
+    """
+    from ..paths import default_db_url
+    from ..training.search import check_search_storage
+
+    nodes = int(getattr(backend, "nodes", 1))
+    if nodes <= 1:
+        return local
+    url = db_url or default_db_url()
+    check_search_storage(url, nodes)
+    return url
