@@ -117,7 +117,9 @@ results = settings.run_models(
     frames, models, hypers={n: s.best_params for n, s in searches.items()},
     checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None), backend=runner,
 )
-exec_info = {**runner.describe(), "tasks_per_node": pd.concat([r.folds for r in results.values()])["node"].value_counts().to_dict()}
+tasks = pd.concat([r.tasks for r in results.values()], ignore_index=True).drop_duplicates("task")  # one row per task run
+exec_info = {**runner.describe(), "tasks": len(tasks), "task_seconds": round(float(tasks["seconds"].sum()), 1),
+             "tasks_per_node": tasks["node"].value_counts().to_dict()}
 runner.close()
 folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
 assert (folds["leakage_rows"] == 0).all()
@@ -177,6 +179,7 @@ for name, r in results.items():
     reports.save_model_outputs(out_dir, name, r.positions, r.forecasts)
 reports.save_table(out_dir, "folds", folds)
 reports.save_table(out_dir, "training_curves", hist)
+reports.save_table(out_dir, "tasks", tasks)
 first = results[models[0]].positions
 if run_dir:
     reports.save_metrics(run_dir, "exec", exec_info)

@@ -55,7 +55,7 @@ def _assert_same(a, b):
         pd.testing.assert_frame_equal(ra[m].positions, rb[m].positions, check_exact=True)
         for h in ra[m].forecasts or {}:
             pd.testing.assert_frame_equal(ra[m].forecasts[h], rb[m].forecasts[h], check_exact=True)
-        cols = [c for c in ra[m].folds.columns if c not in ("seconds", "node", "checkpoint")]
+        cols = [c for c in ra[m].folds.columns if c not in ("seconds", "cpu_seconds", "node", "checkpoint")]
         pd.testing.assert_frame_equal(ra[m].folds[cols], rb[m].folds[cols], check_exact=True)
     assert sorted(ca) == sorted(cb) and len(ca) > 0
     for name in ca:
@@ -238,3 +238,22 @@ def test_process_backend_cleans_its_shared_memory():
     b.close()
     assert not Path(d).exists()
     assert os.environ.get("KIT_FAULT_AT") is None
+
+
+def test_lpt_makespan_by_hand():
+    from kit.exec import lpt_makespan, predict_wall, stage_times
+
+    assert lpt_makespan([], 2) == 0.0
+    assert lpt_makespan([5, 4, 3, 3, 3], 1) == 18
+    # LPT on 2 slots: 5 | 4, then 3 -> slot 4 (7), 3 -> slot 5 (8), 3 -> slot 7 (10): makespan 10 (optimum 9)
+    assert lpt_makespan([3, 5, 3, 4, 3], 2) == 10
+    assert lpt_makespan([7, 1, 1, 1], 4) == 7  # one long task bounds the makespan
+    assert predict_wall([[3, 5, 3, 4, 3], [1, 1]], nodes=1, cores=2, serial=20, startup=2) == 20 + 2 + 10 + 1
+    assert predict_wall([[3, 5, 3, 4, 3]], nodes=2, cores=2, threads=2) == 10
+    with pytest.raises(ValueError, match="cannot run a task of 4 threads"):
+        predict_wall([[1]], nodes=1, cores=2, threads=4)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        lpt_makespan([1, -1], 2)
+    t = pd.DataFrame({"task": ["a", "b", "a", "c"], "stage": ["fit", "fit", "fit", "combine"], "cpu_seconds": [2.0, 3.0, 2.0, 0.5]})
+    fit, comb = stage_times(t)
+    assert sorted(fit) == [2.0, 3.0] and list(comb) == [0.5]

@@ -9,6 +9,7 @@ file                                   written by, content
 ``positions_{model}.parquet``          20_train: out-of-sample positions ``(T_test, N)`` in [-1, 1]
 ``forecasts_{model}_{h}d.parquet``     20_train: forecasters' out-of-sample forecast returns
 ``folds.csv``, ``training_curves.csv``  20_train: one row per fold and model; curves per epoch
+``tasks.csv``                           20_train: one row per task run (seconds, CPU seconds, node)
 ``checkpoints/``                        20_train: one checkpoint per model and fold
 ``search_{model}.csv``, ``search.db``   20_train: optuna trials (when searching)
 ``performance.csv`` ... (tables)       30_backtest: :data:`TABLES`
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 TABLES = (
-    "folds", "training_curves", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
+    "folds", "training_curves", "tasks", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
 )
 """The CSV tables a run may hold (``artifacts/<name>.csv``)."""
 

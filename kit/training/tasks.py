@@ -73,8 +73,10 @@ class Task:
 @dataclass
 class TaskOutcome:
     """A task's result and how it ran: ``seconds`` (wall time of ``fn``), ``node`` (Ray node id, or
-    the host name for local backends), ``pid``, ``threads`` (the pinned thread count) and
-    ``attempt`` (1 unless a backend retried it after its worker died)."""
+    the host name for local backends), ``pid``, ``threads`` (the pinned thread count),
+    ``attempt`` (1 unless a backend retried it after its worker died) and ``cpu_seconds`` (CPU time
+    of the process during ``fn``: close to ``seconds`` times the threads on an idle machine, less
+    when other work competes for the cores; the makespan model uses it)."""
 
     key: str
     value: Any
@@ -83,6 +85,7 @@ class TaskOutcome:
     pid: int
     threads: int
     attempt: int = 1
+    cpu_seconds: float = float("nan")
 
 
 @runtime_checkable
@@ -188,10 +191,10 @@ def run_task(task: Task, shared: Any = None, threads: int = 1, node: str | None 
     ``exec.task`` (:func:`kit.base.fault_point`) lets the crash tests kill the worker here."""
     fault_point("exec.task")
     with pinned_threads(threads) as n:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         value = task.fn(task.args, shared)
-        seconds = time.perf_counter() - t0
-    return TaskOutcome(task.key, value, round(seconds, 3), node or socket.gethostname(), os.getpid(), n, attempt)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return TaskOutcome(task.key, value, round(seconds, 3), node or socket.gethostname(), os.getpid(), n, attempt, round(cpu, 3))
 
 
 def dedupe(tasks: Sequence[Task]) -> list[Task]:

@@ -75,6 +75,10 @@ class WalkForwardResult:
     forecasts: dict = None
     """Forecasters only (LDTM): ``{horizon: (T_test, N) DataFrame}`` of out-of-sample forecast
     returns ``close_{t+h} / close_t - 1`` made at each decision date t; ``None`` for position models."""
+    tasks: pd.DataFrame = None
+    """One row per task that produced this result (``task`` key, ``stage`` fit or combine, ``model``,
+    ``fold``, ``seconds``, ``cpu_seconds``, ``node``, ``pid``, ``threads``, ``attempt``); a task
+    shared by two models appears in both results."""
 
 
 
@@ -345,6 +349,7 @@ class _PositionPlan:
                     epochs_run=ff.result.epochs_run,
                     val_sharpe=-ff.result.best_val_loss,
                     seconds=round(oc.seconds, 2),
+                    cpu_seconds=round(oc.cpu_seconds, 2),
                     node=oc.node,
                 )
                 logs.append(info)
@@ -356,7 +361,7 @@ class _PositionPlan:
                 net = PositionEnsemble(fitted, w)
                 logs.append({**split.describe(dates), "model": "ensemble", "leakage_rows": self.leak[split.fold],
                              "weights": {n: round(float(v), 4) for n, v in zip(self.names_to_train, w, strict=True)},
-                             "seconds": round(oc.seconds, 2), "node": oc.node})
+                             "seconds": round(oc.seconds, 2), "cpu_seconds": round(oc.cpu_seconds, 2), "node": oc.node})
             else:
                 net = fitted[0]
                 pos = fits[self.args[split.fold, 0].key()].value.test_positions
@@ -390,6 +395,12 @@ def _execute(plans, backend=None, progress: bool = True) -> list[WalkForwardResu
     for p in plans:
         r = p.assemble(fits, combines)
         r.config["exec"] = desc
+        used = [("fit", t) for t in p.fit_tasks()] + [("combine", t) for t in p.combine_tasks(fits)]
+        r.tasks = pd.DataFrame([
+            {"task": t.key, "stage": stage, "model": p.config["model"], "fold": t.args.fold, "seconds": o.seconds,
+             "cpu_seconds": o.cpu_seconds, "node": o.node, "pid": o.pid, "threads": o.threads, "attempt": o.attempt}
+            for stage, t in used for o in [(fits if stage == "fit" else combines)[t.key]]
+        ])
         out.append(r)
     return out
 
@@ -718,6 +729,8 @@ class _LdtmPlan:
                 position_scale=scale,
                 path=parts[0].path if len({p.path for p in parts if p.trained}) <= 1 else ",".join(sorted({p.path for p in parts if p.trained})),
                 seconds=round(sum(o.seconds for o in outs), 2),
+                cpu_seconds=round(sum(o.cpu_seconds for o in outs), 2),
+                tasks=len(outs),
                 node=_node_list(outs),
             )
             if self.checkpoint_dir is not None:
