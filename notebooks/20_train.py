@@ -118,7 +118,7 @@ results = settings.run_models(
     checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None), backend=runner,
 )
 tasks = pd.concat([r.tasks for r in results.values()], ignore_index=True).drop_duplicates("task")  # one row per task run
-exec_info = {**runner.describe(), "tasks": len(tasks), "task_seconds": round(float(tasks["seconds"].sum()), 1),
+exec_info = {**next(iter(results.values())).config["exec"], "tasks": len(tasks), "task_seconds": round(float(tasks["seconds"].sum()), 1),
              "tasks_per_node": tasks["node"].value_counts().to_dict()}
 runner.close()
 folds = pd.concat([r.folds for r in results.values()], ignore_index=True)

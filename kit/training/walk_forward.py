@@ -5,6 +5,7 @@ returned."""
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -387,11 +388,13 @@ def _execute(plans, backend=None, progress: bool = True) -> list[WalkForwardResu
                 t = Task(t.fn, replace(b, want_test=a.want_test or b.want_test, want_val=a.want_val or b.want_val), t.key, t.cost)
             merged[t.key] = t
     tasks = list(merged.values())
+    t0 = time.perf_counter()
     fits = {o.key: o for o in runner.map(tasks, shared, progress="walk-forward fits" if progress else None)} if tasks else {}
+    t1 = time.perf_counter()
     ctasks = dedupe([t for p in plans for t in p.combine_tasks(fits)])
     combines = {o.key: o for o in runner.map(ctasks, shared)} if ctasks else {}
     out = []
-    desc = runner.describe()
+    desc = {**runner.describe(), "stage_wall_seconds": {"fit": round(t1 - t0, 2), "combine": round(time.perf_counter() - t1, 2)}}
     for p in plans:
         r = p.assemble(fits, combines)
         r.config["exec"] = desc
