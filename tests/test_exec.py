@@ -257,3 +257,35 @@ def test_lpt_makespan_by_hand():
     t = pd.DataFrame({"task": ["a", "b", "a", "c"], "stage": ["fit", "fit", "fit", "combine"], "cpu_seconds": [2.0, 3.0, 2.0, 0.5]})
     fit, comb = stage_times(t)
     assert sorted(fit) == [2.0, 3.0] and list(comb) == [0.5]
+
+
+def test_run_records_and_passes_the_execution_options(monkeypatch):
+    from kit.reports import load_profile
+    from kit.reports.runs import _exec_record, _with_exec
+
+    monkeypatch.delenv("KIT_TASK_THREADS", raising=False)
+    full = load_profile("full")
+    assert _exec_record(full, full["notebooks"], {}) == {"backend": "process", "address": "", "workers": 0, "threads": 1}
+    rec = _exec_record(full, full["notebooks"], {"backend": "ray", "address": "10.0.0.5:6379"})
+    assert rec == {"backend": "ray", "address": "10.0.0.5:6379", "workers": 0, "threads": 1}
+    smoke = load_profile("smoke")
+    monkeypatch.setenv("KIT_TASK_THREADS", "2")
+    assert _exec_record(smoke, smoke["notebooks"], {}) == {"backend": "serial", "address": "", "workers": 0, "threads": 2}
+    params = _with_exec({"seed": 0}, {"backend": "ray", "threads": 1}, accepted=["seed", "backend"])
+    assert params == {"seed": 0, "backend": "ray"}  # only the parameters the notebook has
+
+
+def test_cli_run_takes_backend_options(monkeypatch):
+    from kit import cli, reports
+
+    seen = {}
+
+    def fake_run_profile(profile, **kw):
+        seen.update(kw, profile=profile)
+        return Path("/tmp/x")
+
+    monkeypatch.setattr(reports, "run_profile", fake_run_profile)
+    assert cli.main(["run", "--profile", "smoke", "--backend", "ray", "--address", "127.0.0.1:6391", "--threads", "1"]) == 0
+    assert seen["exec_options"] == {"backend": "ray", "address": "127.0.0.1:6391", "workers": None, "threads": 1}
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--backend", "dask"])
