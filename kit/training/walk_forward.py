@@ -1,6 +1,12 @@
 """Walk-forward experiments: every position model of the catalogue, ensembles, and the per-ticker
 forecasters (LDTM), trained fold by fold on expanding windows; only the stitched test blocks are
-returned."""
+returned.
+
+The independent units are pure tasks (:mod:`kit.training.tasks`): a (model, fold) fit
+(:func:`fit_fold`), a fold's ensemble combination (:func:`combine_fold`), a (fold, chunk of symbols)
+LDTM fit (:func:`fit_ldtm_chunk`). A backend runs them (serial by default; a process pool or Ray
+from :mod:`kit.exec`) and this module, the driver, assembles their results and writes the
+checkpoints."""
 
 from __future__ import annotations
 
