@@ -289,3 +289,12 @@ def test_cli_run_takes_backend_options(monkeypatch):
     assert seen["exec_options"] == {"backend": "ray", "address": "127.0.0.1:6391", "workers": None, "threads": 1}
     with pytest.raises(SystemExit):
         cli.main(["run", "--backend", "dask"])
+
+
+def test_a_run_outside_git_takes_its_commit_from_the_environment(tmp_path, monkeypatch):
+    from kit.reports.runs import git_commit
+
+    monkeypatch.delenv("KIT_GIT_COMMIT", raising=False)
+    assert git_commit(tmp_path) == ("nogit", False)  # e.g. the directory ray job submit ships
+    monkeypatch.setenv("KIT_GIT_COMMIT", "0123abc")
+    assert git_commit(tmp_path) == ("0123abc", False)

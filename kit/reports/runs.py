@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -40,7 +41,9 @@ class RunLockedError(LockHeldError):
 
 
 def git_commit(root: Path = REPO_ROOT) -> tuple[str, bool]:
-    """(commit sha, dirty) of the working tree; ``("nogit", False)`` outside a git checkout."""
+    """(commit sha, dirty) of the working tree; outside a git checkout (e.g. a directory shipped by
+    ``ray job submit --working-dir``) ``($KIT_GIT_COMMIT, False)`` when that is set, else
+    ``("nogit", False)``."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         status = subprocess.run(
@@ -48,7 +51,7 @@ def git_commit(root: Path = REPO_ROOT) -> tuple[str, bool]:
         ).stdout
         return sha, bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
-        return "nogit", False
+        return os.environ.get("KIT_GIT_COMMIT", "").strip() or "nogit", False
 
 
 
