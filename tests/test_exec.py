@@ -298,3 +298,18 @@ def test_a_run_outside_git_takes_its_commit_from_the_environment(tmp_path, monke
     assert git_commit(tmp_path) == ("nogit", False)  # e.g. the directory ray job submit ships
     monkeypatch.setenv("KIT_GIT_COMMIT", "0123abc")
     assert git_commit(tmp_path) == ("0123abc", False)
+
+
+def test_process_backend_removes_the_shared_folder_of_a_dead_driver(tmp_path):
+    import subprocess
+    import sys
+
+    from kit.exec.backends import _remove_orphans
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    orphan = tmp_path / f"kit-exec-{dead}-abc"
+    alive = tmp_path / f"kit-exec-{os.getpid()}-def"
+    orphan.mkdir()
+    alive.mkdir()
+    _remove_orphans(str(tmp_path))
+    assert not orphan.exists() and alive.exists()

@@ -88,6 +88,19 @@ def _load_shared(path: str | None):
     return _WORKER_SHARED[path]
 
 
+def _remove_orphans(base: str) -> None:
+    """Delete the shared-array folders of drivers that died without cleaning up (killed: no
+    finalizer ran); their names carry the driver's process id."""
+    for d in Path(base).glob("kit-exec-*-*"):
+        try:
+            pid = int(d.name.split("-")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 def _process_call(task: Task, shared_path: str | None, threads: int, attempt: int) -> TaskOutcome:
     return run_task(task, _load_shared(shared_path), threads, attempt=attempt)
 
@@ -118,7 +131,9 @@ class ProcessBackend:
         self.max_retries = max_retries
         self.retries = 0
         self._pool = None
-        self._dir = Path(tempfile.mkdtemp(prefix="kit-exec-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+        _remove_orphans(base)
+        self._dir = Path(tempfile.mkdtemp(prefix=f"kit-exec-{os.getpid()}-", dir=base))
         self._shared_id = None
         self._shared_path = None
         self._finalizer = weakref.finalize(self, ProcessBackend._cleanup, self._dir, [None])
