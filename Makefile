@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 # otherwise the quarto on PATH, if any; without one, pages are rendered by nbconvert
 export PATH := $(CURDIR)/$(VENV)/quarto/bin:$(PATH)
 
-.PHONY: install quarto report test test-fast test-unit test-notebooks test-postgres lint bench clean-venv lab paper-replay notebooks
+.PHONY: install quarto report test test-fast test-unit test-notebooks test-postgres test-ray lint bench clean-venv lab paper-replay notebooks
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ test-notebooks: $(STAMP)
 ## postgresql package; installed with apt-get when missing and run as root). CI runs it after make test.
 test-postgres: $(STAMP)
 	bash scripts/postgres_test.sh
+
+## make test-ray: a Ray head and a second Ray node on 127.0.0.1, the smoke profile run on them with
+## --backend ray --address, a check that tasks ran on both nodes, then ray stop. CI runs it.
+test-ray: $(STAMP)
+	PY=$(PY) bash scripts/ray_test.sh
 
 ## make paper-replay: the paper-trading loop replayed over the last year of the committed data (report under reports/)
 paper-replay: $(STAMP)

@@ -12,17 +12,13 @@ two P&Ls. Target: simulate under 3 s on 2 cores.
     .venv/bin/python benchmarks/bench_backtest.py
 """
 
-import sys
+import _common  # noqa: I001  (first: pins the threads before numpy, numba and torch load)
 import time
-from pathlib import Path
 
-import numba
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from kit import data, features
-from kit import portfolio as backtest  # noqa: E402
+from kit import portfolio as backtest
 
 REPEAT = 3
 COST_BPS = 5.0
@@ -39,20 +35,27 @@ def best(fn, repeat=REPEAT):
 
 
 def main():
+    _common.header("backtest of the whole store: vectorbt simulate against the numpy reference")
     prices, _, _ = data.load_universe(symbols="all")
     close = data.to_wide(prices, "close")
     T, N = close.shape
     vol = features.ex_ante_vol(features.daily_returns(close))
     pos = backtest.tsmom_positions(close)
-    t_weights, w = best(lambda: backtest.vol_scaled_weights(pos, vol))
-    t_pvol, _ = best(lambda: backtest.portfolio_vol_scaled_weights(w, close, 0.15))
-    backtest.simulate(close.iloc[:50, :5], w.iloc[:50, :5], COST_BPS, slippage_bps=SLIPPAGE_BPS)  # warm-up (compile)
-    t_sim, res = best(lambda: backtest.simulate(close, w, COST_BPS, slippage_bps=SLIPPAGE_BPS))
-    t_ref, ref = best(lambda: backtest.reference_returns(close, w, COST_BPS, SLIPPAGE_BPS))
-    diff = float(np.abs(res.returns.to_numpy() - ref.to_numpy()).max())
+    nan = (float("nan"), None)
+    t_weights = t_pvol = t_sim = t_ref = nan[0]
+    with _common.case("vol_scaled_weights"):
+        t_weights, w = best(lambda: backtest.vol_scaled_weights(pos, vol))
+    with _common.case("portfolio_vol_scaled_weights"):
+        t_pvol, _ = best(lambda: backtest.portfolio_vol_scaled_weights(w, close, 0.15))
+    res = ref = None
+    with _common.case("simulate"):
+        backtest.simulate(close.iloc[:50, :5], w.iloc[:50, :5], COST_BPS, slippage_bps=SLIPPAGE_BPS)  # warm-up (compile)
+        t_sim, res = best(lambda: backtest.simulate(close, w, COST_BPS, slippage_bps=SLIPPAGE_BPS))
+    with _common.case("reference_returns"):
+        t_ref, ref = best(lambda: backtest.reference_returns(close, w, COST_BPS, SLIPPAGE_BPS))
+    diff = float(np.abs(res.returns.to_numpy() - ref.to_numpy()).max()) if res is not None and ref is not None else float("nan")
     live = int(pos.notna().sum(axis=1).median())
-    print(f"store: {T} days x {N} symbols ({live} live on the median day); costs {COST_BPS} bps, slippage {SLIPPAGE_BPS} bps; "
-          f"numba threads {numba.get_num_threads()}")
+    print(f"store: {T} days x {N} symbols ({live} live on the median day); costs {COST_BPS} bps, slippage {SLIPPAGE_BPS} bps")
     print()
     print("| step | s | vs reference |")
     print("|---|---|---|")

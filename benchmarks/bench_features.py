@@ -7,18 +7,14 @@ and a plain numpy copy of the same input and output arrays (the memory-bandwidth
     .venv/bin/python benchmarks/bench_features.py
 """
 
-import sys
+import _common  # noqa: I001  (first: pins the threads before numpy, numba and torch load)
 import time
-from pathlib import Path
 
-import numba
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from kit import data
-from kit.features import kernels  # noqa: E402
-from tests import pandas_reference as ref  # noqa: E402
+from kit.features import kernels
+from tests import pandas_reference as ref
 
 FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -33,6 +29,7 @@ def best(fn, repeat):
 
 
 def main():
+    _common.header("feature sets on the whole store: numba kernels against pandas")
     prices, _ = data.load_prices()
     frames = data.wide_fields(prices, FIELDS)
     arrays = [np.ascontiguousarray(frames[f].to_numpy()) for f in FIELDS]
@@ -46,13 +43,15 @@ def main():
         ("dmn", lambda: kernels.dmn_batch(close), lambda: ref.dmn_features(frames["close"]), 1, 8),
         ("ldtm", lambda: kernels.ldtm_batch(*arrays), lambda: ref.ldtm_features(*(frames[f] for f in FIELDS)), 5, 11),
     ):
-        t_fast = best(fast, 5)
-        t_slow = best(slow, 2)
-        src = [np.empty((T, N)) for _ in range(n_in)]
-        dst = np.empty((T, N, n_out))
-        t_copy = best(lambda: ([np.copyto(s, close) for s in src], np.copyto(dst, 0.0)), 5)  # noqa: B023
-        rows.append((name, t_slow, t_fast, t_slow / t_fast, cells / t_fast / 1e6, t_copy, t_fast / t_copy))
-    print(f"store: {T} days x {N} symbols = {cells:,} cells; numba threads {numba.get_num_threads()}")
+        with _common.case(name) as c:
+            t_fast = best(fast, 5)
+            t_slow = best(slow, 2)
+            src = [np.empty((T, N)) for _ in range(n_in)]
+            dst = np.empty((T, N, n_out))
+            t_copy = best(lambda: ([np.copyto(s, close) for s in src], np.copyto(dst, 0.0)), 5)  # noqa: B023
+        if c["ok"]:
+            rows.append((name, t_slow, t_fast, t_slow / t_fast, cells / t_fast / 1e6, t_copy, t_fast / t_copy))
+    print(f"store: {T} days x {N} symbols = {cells:,} cells")
     print()
     print("| set | pandas s | kit s | speed-up | kit Mcells/s | numpy copy s | kit / copy |")
     print("|---|---|---|---|---|---|---|")

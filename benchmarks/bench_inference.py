@@ -8,7 +8,7 @@ symbol; the DMN LSTM then runs its head on one step instead of 63).
     .venv/bin/python benchmarks/bench_inference.py
 """
 
-import sys
+import _common  # noqa: I001  (first: pins the threads before numpy, numba and torch load)
 import tempfile
 import time
 from pathlib import Path
@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kit.models import (  # noqa: E402
+from kit.models import (
     DeepMomentumLSTM,
     DMNConfig,
     MomentumTransformer,
@@ -44,8 +42,9 @@ def latencies(fn, runs=RUNS):
 def main():
     import onnxruntime as ort
 
+    _common.header("batch inference latency for 500 symbols: torch eager, TorchScript, onnxruntime")
     torch.manual_seed(0)
-    print(f"batch of {N_SYMBOLS} symbols x 63 days x 8 features, {RUNS} runs each; torch threads {torch.get_num_threads()}")
+    print(f"batch of {N_SYMBOLS} symbols x 63 days x 8 features, {RUNS} runs each")
     print()
     print("| model | runtime | p50 ms | p99 ms | p99 / torch eager p99 |")
     print("|---|---|---|---|---|")
@@ -58,18 +57,23 @@ def main():
         ("Momentum Transformer (d 16, 4 heads), sequence", mt),
         ("Momentum Transformer (d 16, 4 heads), last step", export.LatestPosition(mt)),
     )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = _common.BENCH_THREADS
     for name, model in models:
-        model.eval()
-        x = export.example_input(model, N_SYMBOLS)
-        ts = torch.jit.load(str(export.export_torchscript(model, tmp / "m.pt")))
-        sess = ort.InferenceSession(str(export.export_onnx(model, tmp / "m.onnx")), providers=["CPUExecutionProvider"])
-        xn = x.numpy()
-        with torch.no_grad():
-            rows = [
-                ("torch eager", latencies(lambda: model(x))),  # noqa: B023
-                ("TorchScript", latencies(lambda: ts(x))),  # noqa: B023
-            ]
-        rows.append(("onnxruntime", latencies(lambda: sess.run(None, {"x": xn}))))  # noqa: B023
+        with _common.case(name) as c:
+            model.eval()
+            x = export.example_input(model, N_SYMBOLS)
+            ts = torch.jit.load(str(export.export_torchscript(model, tmp / "m.pt")))
+            sess = ort.InferenceSession(str(export.export_onnx(model, tmp / "m.onnx")), opts, providers=["CPUExecutionProvider"])
+            xn = x.numpy()
+            with torch.no_grad():
+                rows = [
+                    ("torch eager", latencies(lambda: model(x))),  # noqa: B023
+                    ("TorchScript", latencies(lambda: ts(x))),  # noqa: B023
+                ]
+            rows.append(("onnxruntime", latencies(lambda: sess.run(None, {"x": xn}))))  # noqa: B023
+        if not c["ok"]:
+            continue
         base = np.percentile(rows[0][1], 99)
         for runtime, lat in rows:
             p99 = np.percentile(lat, 99)

@@ -1,5 +1,6 @@
 """One training epoch of the DMN LSTM as a ratio to one no-grad forward pass over the same data."""
 
+import _common  # noqa: I001  (first: pins the threads before numpy, numba and torch load)
 import time
 
 import torch
@@ -8,6 +9,7 @@ from kit import data, features, training
 from kit.models import DeepMomentumLSTM, DMNConfig
 
 if __name__ == "__main__":
+    _common.header("one training epoch of the DMN LSTM against one forward pass")
     prices, _, _ = data.load_universe(n_symbols=60, universe_as_of="2004-12-31", start="2004-01-01")
     close = data.to_wide(prices, "close")
     X, names = features.stack_features(features.dmn_features(close))
@@ -22,12 +24,14 @@ if __name__ == "__main__":
         with torch.no_grad():
             model(Xt)
 
-    t = time.perf_counter()
-    forward()
-    ref = time.perf_counter() - t
-    t = time.perf_counter()
-    training.Trainer(training.TrainConfig(epochs=1, batch_size=256, patience=1)).fit(model, tr, va)
-    got = time.perf_counter() - t
-    print(f"{len(Xt)} sequences of 63 days x {len(names)} features, torch threads {torch.get_num_threads()}")
-    print(f"reference forward pass: {ref:.3f} s")
-    print(f"one training epoch:     {got:.3f} s  = {got / ref:.1f} x reference")
+    with _common.case("forward and epoch") as c:
+        t = time.perf_counter()
+        forward()
+        ref = time.perf_counter() - t
+        t = time.perf_counter()
+        training.Trainer(training.TrainConfig(epochs=1, batch_size=256, patience=1)).fit(model, tr, va)
+        got = time.perf_counter() - t
+    if c["ok"]:
+        print(f"{len(Xt)} sequences of 63 days x {len(names)} features")
+        print(f"reference forward pass: {ref:.3f} s")
+        print(f"one training epoch:     {got:.3f} s  = {got / ref:.1f} x reference")

@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         "--reuse-artifacts", default=None, metavar="RUN",
         help="copy an earlier run's artifacts and metrics first (run id or folder), e.g. to re-run 30_backtest without retraining",
     )
+    # where the training tasks run (issue 18): passed to the notebooks' backend/address/workers/threads parameters
+    p_run.add_argument("--backend", choices=["serial", "process", "ray"], default=None,
+                       help="run the walk-forward tasks in this kernel (serial), a local process pool, or on Ray (default: the profile's, else serial)")
+    p_run.add_argument("--address", default=None, help="ray: the cluster's address (default: $RAY_ADDRESS, else a local Ray instance)")
+    p_run.add_argument("--workers", type=int, default=None, help="process: pool size (default: cores available / threads)")
+    p_run.add_argument("--threads", type=int, default=None, help="threads per task (default: $KIT_TASK_THREADS or 1; results depend on it)")
     p_render = sub.add_parser("render", help="render an executed notebook to HTML")
     p_render.add_argument("notebook")
     p_render.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"])
@@ -166,6 +172,7 @@ def _run(args) -> int:
     run_dir = reports.run_profile(
         profile if not args.profile_file else None, reports_dir=reports_dir, renderer=args.renderer, notebooks=args.notebooks,
         reuse_artifacts=args.reuse_artifacts, profile_file=args.profile_file,
+        exec_options={"backend": args.backend, "address": args.address, "workers": args.workers, "threads": args.threads},
     )
     print(f"run folder: {run_dir}")
     print(f"index:      {reports_dir / 'index.html'}")

@@ -62,6 +62,12 @@ registry_scope = ""            # empty: derived from the universe (registry.univ
 db_url = ""                    # empty: $KIT_DB_URL or data/state/kit.db in a profile run; a temporary SQLite file when run by hand
 gate = {}                      # promotion thresholds overriding the seed 003 defaults, e.g. min_direction_accuracy
 
+# Execution of the walk-forward tasks (python -m kit run --backend/--address/--workers/--threads set these)
+backend = "serial"             # serial (this kernel), process (a local pool) or ray (a Ray cluster or a local instance)
+address = ""                   # ray: the cluster's address (empty: $RAY_ADDRESS, else a local Ray instance)
+workers = 0                    # process: pool size (0: the cores available / threads)
+threads = 0                    # threads per task (0: $KIT_TASK_THREADS or 1); results depend on it, never on the backend
+
 # Set by `python -m kit run`; empty when run by hand (then nothing is saved to a run folder)
 run_dir = ""
 profile = "notebook-defaults"
@@ -70,11 +76,13 @@ profile = "notebook-defaults"
 # %%
 # %matplotlib inline
 import tempfile
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from kit import data, reports, training
+from kit import exec as kexec
 from kit.models import MODEL_LABELS
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
@@ -86,17 +94,21 @@ membership = loaded.mask_for(close)  # (T, N) index membership of each day; None
 print(f"universe {universe}; cleaning removed {loaded.cleaning.rows_before - loaded.cleaning.rows_after} rows "
       f"for {len(loaded.cleaning.actions)} findings")
 out_dir = run_dir or tempfile.mkdtemp(prefix="kit-train-")  # by hand: a scratch folder instead of a run
+runner = kexec.make_backend(backend, address=address or None, workers=workers or None, threads=threads or None)
 print(f"{len(universe_symbols)} symbols, {close.index[0].date()} to {close.index[-1].date()}; models {models}; "
-      f"artifacts in {reports.artifacts_dir(out_dir)}")
+      f"artifacts in {reports.artifacts_dir(out_dir)}; tasks run by {runner.describe()}")
 
 # %%
 searches = {}
 if search_trials > 0:
+    # trials run as tasks on the backend; on several nodes the study lives in the kit's database (PostgreSQL)
+    study_storage = kexec.study_storage(runner, reports.search_storage(out_dir), db_url or None)
+    study_prefix = "search-" if runner.nodes == 1 else f"search-{Path(out_dir).name}-"
     for name in [m for m in models if m not in ("ensemble", "ldtm")]:
         searches[name] = training.search_hyperparameters(
             close, model=name, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
             lookback=settings.lookback, target_vol=settings.target_vol, epochs=settings.epochs, patience=settings.patience,
-            n_heads=settings.n_heads, seed=settings.seed, storage=reports.search_storage(out_dir), study_name=f"search-{name}",
+            n_heads=settings.n_heads, seed=settings.seed, storage=study_storage, study_name=study_prefix + name, backend=runner,
             membership=membership,
         )
         reports.save_search_trials(out_dir, name, searches[name].trials)
@@ -107,12 +119,16 @@ configurations_tried = sum(searches[m].n_trials if m in searches else 1 for m in
 print(f"configurations tried: {configurations_tried}")
 
 # %%
-results = {}
-for name in models:
-    results[name] = settings.run(
-        frames, name, hyper=searches[name].best_params if name in searches else None,
-        checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None), membership=membership,
-    )
+# every (model, fold) fit is one task; the backend runs them, this kernel writes checkpoints and the registry
+results = settings.run_models(
+    frames, models, hypers={n: s.best_params for n, s in searches.items()},
+    checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None), backend=runner,
+    membership=membership,
+)
+tasks = pd.concat([r.tasks for r in results.values()], ignore_index=True).drop_duplicates("task")  # one row per task run
+exec_info = {**next(iter(results.values())).config["exec"], "tasks": len(tasks), "task_seconds": round(float(tasks["seconds"].sum()), 1),
+             "tasks_per_node": tasks["node"].value_counts().to_dict()}
+runner.close()
 folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
 assert (folds["leakage_rows"] == 0).all()
 folds.drop(columns=["checkpoint"], errors="ignore")
@@ -177,8 +193,10 @@ for name, r in results.items():
     reports.save_model_outputs(out_dir, name, r.positions, r.forecasts)
 reports.save_table(out_dir, "folds", folds)
 reports.save_table(out_dir, "training_curves", hist)
+reports.save_table(out_dir, "tasks", tasks)
 first = results[models[0]].positions
 if run_dir:
+    reports.save_metrics(run_dir, "exec", exec_info)
     reports.save_metrics(run_dir, "train", {
         "models": models, "configs": {n: r.config for n, r in results.items()}, "feature_names": results[models[0]].feature_names,
         "folds": int(folds["fold"].nunique()), "leakage_rows": int(folds["leakage_rows"].sum()),

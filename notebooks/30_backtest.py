@@ -66,6 +66,12 @@ take_profit_ratio = 1.5
 dd_threshold = 0.10            # drawdown control: cut exposure beyond a 10% drawdown
 dd_floor = 0.25                # down to a quarter of the exposure at twice the threshold
 
+# Execution of the walk-forward tasks when this notebook trains (run on its own; see 20_train)
+backend = "serial"             # serial, process or ray
+address = ""                   # ray: the cluster's address (empty: $RAY_ADDRESS, else a local Ray instance)
+workers = 0                    # process: pool size (0: the cores available / threads)
+threads = 0                    # threads per task (0: $KIT_TASK_THREADS or 1)
+
 # Set by `python -m kit run`; empty when run by hand (then nothing is saved to a run folder)
 run_dir = ""
 profile = "notebook-defaults"
@@ -88,7 +94,7 @@ frames = data.wide_fields(prices)
 close = frames["close"]
 membership = loaded.mask_for(close)  # (T, N) index membership of each day; None for survivors
 # the positions 20_train wrote into this run, or (run on its own) the same walk-forward trained here
-outputs = reports.model_outputs(run_dir, models, frames, settings, membership=membership)
+outputs = reports.model_outputs(run_dir, models, frames, settings, backend=(backend, address, workers, threads), membership=membership)
 model_positions = {MODEL_LABELS[name]: pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
                    for name, (pos, _) in outputs.items()}
 vol = features.ex_ante_vol(features.daily_returns(close))

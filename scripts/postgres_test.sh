@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Run the storage tests (kit.db, kit.registry, kit.ledger) against a throwaway PostgreSQL server.
 #
-#   bash scripts/postgres_test.sh [pytest arguments; default: the three test files below]
+#   bash scripts/postgres_test.sh [pytest arguments; default: the four test files below]
 #
 # Uses Debian's PostgreSQL server binaries (installs the `postgresql` package with apt-get when they
 # are missing and we are root), creates a cluster in a temporary folder (initdb, trust
 # authentication, a Unix socket in that folder, no TCP port), starts it with pg_ctl, runs
 #   KIT_DB_URL=postgresql+psycopg://kit@/postgres?host=<socket dir> pytest tests/test_db.py tests/test_registry.py tests/test_ledger.py
+#   tests/test_search.py (the last: a search whose trials share one study in the database)
 # (each test gets its own schema), then stops the server and removes the folder, also on failure.
 # As root the server runs as the `postgres` system user (PostgreSQL refuses to run as root).
 set -euo pipefail
@@ -59,7 +60,7 @@ echo "postgres_test: server $("$BINDIR/postgres" --version) up in $(( $(date +%s
 
 export KIT_DB_URL="postgresql+psycopg://kit@/postgres?host=$TMP"
 status=0
-if [ $# -eq 0 ]; then set -- tests/test_db.py tests/test_registry.py tests/test_ledger.py; fi
+if [ $# -eq 0 ]; then set -- tests/test_db.py tests/test_registry.py tests/test_ledger.py tests/test_search.py; fi
 "$PY" -m pytest -q "$@" || status=$?
 echo "postgres_test: finished in $(( $(date +%s) - start )) s (pytest exit $status)" >&2
 exit $status

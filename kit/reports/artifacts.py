@@ -9,6 +9,7 @@ file                                   written by, content
 ``positions_{model}.parquet``          20_train: out-of-sample positions ``(T_test, N)`` in [-1, 1]
 ``forecasts_{model}_{h}d.parquet``     20_train: forecasters' out-of-sample forecast returns
 ``folds.csv``, ``training_curves.csv``  20_train: one row per fold and model; curves per epoch
+``tasks.csv``                           20_train: one row per task run (seconds, CPU seconds, node)
 ``checkpoints/``                        20_train: one checkpoint per model and fold
 ``search_{model}.csv``, ``search.db``   20_train: optuna trials (when searching)
 ``performance.csv`` ... (tables)       30_backtest: :data:`TABLES`
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 TABLES = (
-    "folds", "training_curves", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
+    "folds", "training_curves", "tasks", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
 )
 """The CSV tables a run may hold (``artifacts/<name>.csv``)."""
 
@@ -161,24 +162,41 @@ def load_returns(run_dir) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False,
+def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False, backend=None,
                   membership=None) -> dict:
     """Each model's out-of-sample ``(positions, forecasts)``: read from the run when an earlier stage
     wrote them, else trained here walk-forward with ``settings`` (a
     :class:`kit.training.WalkForwardSettings`) — the case of a notebook run on its own, e.g. by
     ``pytest --nbmake`` — restricted to ``membership`` (a ``(T, N)`` bool point-in-time mask) when
-    given.
+    given. The models to train run as one batch of tasks on ``backend``: a runner, ``None``
+    (serial) or a tuple ``(name, address, workers, threads)`` of a notebook's execution parameters
+    (empty or 0 for defaults), built with :func:`kit.exec.make_backend` only when something has to
+    be trained.
 
     Returns
     -------
     dict model name -> ``(positions (T_test, N) DataFrame, forecasts dict or None)``.
     """
     out = {}
+    missing = []
     for name in models:
         pos = load_positions(run_dir, name)
         if pos is not None:
             out[name] = (pos, load_forecasts(run_dir, name))
-            continue
-        res = settings.run(frames, name, data_sha256=data_sha256, progress=progress, membership=membership)
-        out[name] = (res.positions, res.forecasts)
-    return out
+        else:
+            missing.append(name)
+    if missing:
+        runner = backend
+        if isinstance(backend, tuple):
+            from ..exec import make_backend
+
+            name, address, workers, threads = backend
+            runner = make_backend(name or "serial", address=address or None, workers=workers or None, threads=threads or None)
+        try:
+            trained = settings.run_models(frames, missing, data_sha256=data_sha256, progress=progress, backend=runner, membership=membership)
+        finally:
+            if runner is not backend:
+                runner.close()
+        for name in missing:
+            out[name] = (trained[name].positions, trained[name].forecasts)
+    return {name: out[name] for name in models}

@@ -72,7 +72,9 @@ was stopped: found by the next run that takes the lock, or by ``kit index``)."""
 
 
 def git_commit(root: Path = REPO_ROOT) -> tuple[str, bool]:
-    """(commit sha, dirty) of the working tree; ``("nogit", False)`` outside a git checkout."""
+    """(commit sha, dirty) of the working tree; outside a git checkout (e.g. a directory shipped by
+    ``ray job submit --working-dir``) ``($KIT_GIT_COMMIT, False)`` when that is set, else
+    ``("nogit", False)``."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         status = subprocess.run(
@@ -80,7 +82,7 @@ def git_commit(root: Path = REPO_ROOT) -> tuple[str, bool]:
         ).stdout
         return sha, bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
-        return "nogit", False
+        return os.environ.get("KIT_GIT_COMMIT", "").strip() or "nogit", False
 
 
 
@@ -221,7 +223,7 @@ def _one_line(exc: BaseException) -> str:
 
 def run_profile(
     profile_name=None, reports_dir=REPORTS_DIR, renderer: str = "auto", notebooks=None, kernel_name: str | None = None, reuse_artifacts=None,
-    *, profile_file=None,
+    *, profile_file=None, exec_options: dict | None = None,
 ) -> Path:
     """Execute a profile's notebooks into a new run folder, render each, and update the index.
 
@@ -244,6 +246,12 @@ def run_profile(
     ``reuse_artifacts`` (an earlier run's folder, or its run id under ``reports_dir/runs``) copies
     that run's ``artifacts/`` and ``metrics.json`` into the new run first, so later notebooks can be
     re-run on its trained positions; the source run is recorded in ``run.json``.
+
+    ``exec_options`` (``backend``, ``address``, ``workers``, ``threads``: where the training tasks
+    run, e.g. from ``python -m kit run --backend ray``) override the profile's values in every
+    notebook that has those parameters; the settings in force are recorded in ``run.json`` as
+    ``exec`` (the thread count resolved: results depend on it), and ``metrics.json``'s ``exec``
+    section holds what ran (tasks per node).
 
     Returns
     -------
@@ -313,6 +321,8 @@ def run_profile(
             if (source / "metrics.json").exists():
                 shutil.copy2(source / "metrics.json", run_dir / "metrics.json")
             info["reused_artifacts_from"] = {"run_id": source.name, "git_commit": src_info.get("git_commit"), "profile": src_info.get("profile")}
+        exec_opts = {k: v for k, v in (exec_options or {}).items() if v is not None}
+        info["exec"] = _exec_record(profile, names, exec_opts)
         atomic_write_text(run_dir / "params.yaml", yaml.safe_dump({k: v for k, v in profile.items() if k != "path"}, sort_keys=False))
         _write_json(run_dir / "run.json", info)
         failure = None
@@ -320,7 +330,7 @@ def run_profile(
         print(f"run {run_dir.name}: profile {profile['name']}, {len(names)} stage(s), pages by {renderer_label(which)}", flush=True)
         try:
             for i, name in enumerate(names, 1):
-                failure = _run_stage(pm, profile, name, run_dir, info, which, kernel_name, (i, len(names), t_run))
+                failure = _run_stage(pm, profile, name, run_dir, info, which, kernel_name, (i, len(names), t_run), exec_opts)
                 if failure is not None:
                     break
         except BaseException as exc:  # an interrupt (Ctrl-C, SIGTERM as KeyboardInterrupt) or a crash of the loop itself
@@ -339,7 +349,7 @@ RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{4,40}(-[0-9]+)?")
 _DB_NOTEBOOKS = ("20_train", "40_paper_trade", "50_audit")
 
 
-def _run_stage(pm, profile, name, run_dir, info, which, kernel_name, position):
+def _run_stage(pm, profile, name, run_dir, info, which, kernel_name, position, exec_opts):
     """Execute and render one notebook; returns a :class:`StageFailed` when it failed (recorded)."""
     src = NOTEBOOK_DIR / f"{name}.ipynb"
     dst = ensure_under(run_dir, run_dir / f"{name}.ipynb")
@@ -349,7 +359,9 @@ def _run_stage(pm, profile, name, run_dir, info, which, kernel_name, position):
     failure = None
     try:
         pm.execute_notebook(
-            str(src), str(dst), parameters=notebook_parameters(profile, name, run_dir, accepted=notebook_parameter_names(name)),
+            str(src), str(dst),
+            parameters=_with_exec(notebook_parameters(profile, name, run_dir, accepted=notebook_parameter_names(name)), exec_opts,
+                                  notebook_parameter_names(name)),
             cwd=str(run_dir), kernel_name=kernel_name, **execute_options(f"[{position[0]}/{position[1]}] {name}"),
         )
         entry["status"] = "ok"
@@ -405,3 +417,27 @@ def _finish(run_dir, info, t_run, reports_dir, exc) -> None:
         build_index(reports_dir, renderer=info.get("renderer", "auto"))
     except Exception as index_error:  # noqa: BLE001 - the run's own result matters more than the index
         print(f"kit run: could not rebuild the index ({type(index_error).__name__}: {index_error})", file=sys.stderr)
+
+
+_EXEC_KEYS = ("backend", "address", "workers", "threads")
+
+
+def _with_exec(params: dict, exec_opts: dict, accepted) -> dict:
+    """A notebook's parameters with the run's execution options, for the notebooks that take them."""
+    return {**params, **{k: v for k, v in exec_opts.items() if k in accepted}}
+
+
+def _exec_record(profile: dict, names, exec_opts: dict) -> dict:
+    """The execution settings of a run, for ``run.json``: the first notebook section that sets them,
+    overridden by ``exec_opts``; threads resolved (0: ``$KIT_TASK_THREADS`` or 1)."""
+    from ..training.tasks import default_threads
+
+    rec = {"backend": "serial", "address": "", "workers": 0, "threads": 0}
+    for nb in names:
+        section = profile.get(nb) or {}
+        if any(k in section for k in _EXEC_KEYS):
+            rec.update({k: section[k] for k in _EXEC_KEYS if k in section})
+            break
+    rec.update(exec_opts)
+    rec["threads"] = int(rec["threads"] or default_threads())
+    return rec

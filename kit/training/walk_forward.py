@@ -1,11 +1,18 @@
 """Walk-forward experiments: every position model of the catalogue, ensembles, and the per-ticker
 forecasters (LDTM), trained fold by fold on expanding windows; only the stitched test blocks are
-returned."""
+returned.
+
+The independent units are pure tasks (:mod:`kit.training.tasks`): a (model, fold) fit
+(:func:`fit_fold`), a fold's ensemble combination (:func:`combine_fold`), a (fold, chunk of symbols)
+LDTM fit (:func:`fit_ldtm_chunk`). A backend runs them (serial by default; a process pool or Ray
+from :mod:`kit.exec`) and this module, the driver, assembles their results and writes the
+checkpoints."""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +39,19 @@ from ..models import (
     save_bundle,
     save_checkpoint,
 )
-from .splits import LeakageError, count_leakage, walk_forward_splits
-from .trainer import TrainConfig, Trainer, set_seed
+from .splits import LeakageError, Split, count_leakage, walk_forward_splits
+from .tasks import Task, dedupe, resolve_runner
+from .trainer import TrainConfig, Trainer, TrainResult, set_seed
 
 __all__ = [
+    "CombineArgs",
+    "FitArgs",
+    "FoldFit",
+    "LdtmArgs",
+    "LdtmChunkFit",
+    "combine_fold",
+    "fit_fold",
+    "fit_ldtm_chunk",
     "WalkForwardResult",
     "WalkForwardSettings",
     "predict_positions",
@@ -45,6 +61,7 @@ __all__ = [
     "walk_forward_dmn",
     "walk_forward_ldtm",
     "walk_forward_model",
+    "walk_forward_models",
 ]
 
 
@@ -65,15 +82,11 @@ class WalkForwardResult:
     forecasts: dict = None
     """Forecasters only (LDTM): ``{horizon: (T_test, N) DataFrame}`` of out-of-sample forecast
     returns ``close_{t+h} / close_t - 1`` made at each decision date t; ``None`` for position models."""
+    tasks: pd.DataFrame = None
+    """One row per task that produced this result (``task`` key, ``stage`` fit or combine, ``model``,
+    ``fold``, ``seconds``, ``cpu_seconds``, ``node``, ``pid``, ``threads``, ``attempt``); a task
+    shared by two models appears in both results."""
 
-
-
-def _member_array(membership, frame: pd.DataFrame) -> np.ndarray | None:
-    """The ``(T, N)`` bool membership mask aligned to ``frame`` (False where not given), or None."""
-    if membership is None:
-        return None
-    m = pd.DataFrame(membership).reindex(index=frame.index, columns=frame.columns, fill_value=False)
-    return m.fillna(False).to_numpy(dtype=bool)
 
 
 @torch.no_grad()
@@ -91,6 +104,328 @@ def predict_positions(model: torch.nn.Module, features: np.ndarray, start: int, 
     pos[~valid] = np.nan
     return pos
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Tasks of the position models: one (model, fold) fit, one ensemble combination per fold
+# ------------------------------------------------------------------------------------------------
+
+
+def _digest(obj) -> str:
+    """A short, stable hash of a task's identity (its repr: dataclasses, tuples, dicts, numbers)."""
+    return hashlib.sha1(repr(obj).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class FitArgs:
+    """Inputs of one (model, fold) fit (:func:`fit_fold`): the model's name and architecture, the
+    fold's :class:`Split`, its seed, the training settings (a :class:`TrainConfig` as a dict with
+    the seed set) and the window length; ``data`` names the arrays in the task's ``shared`` dict
+    (``{data: {"X": (T, N, F) float32, "y": (T, N) float64}}``). ``want_test``/``want_val``: also
+    predict the test block / the validation block (the stacked ensemble's weights need it)."""
+
+    data: str
+    name: str
+    fold: int
+    k: int
+    seed: int
+    split: Split
+    n_features: int
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    n_heads: int
+    train: tuple
+    lookback: int
+    want_test: bool = True
+    want_val: bool = False
+
+    def key(self) -> str:
+        """The task's key: everything the result depends on (not the ``want_*`` flags)."""
+        ident = (self.data, self.name, self.split, self.seed, self.n_features, self.hidden_size, self.num_layers,
+                 self.dropout, self.n_heads, self.train, self.lookback)
+        return f"fit/{self.name}/fold{self.fold:02d}/seed{self.seed}/{_digest(ident)}"
+
+    def make(self) -> torch.nn.Module:
+        """A fresh (untrained) model of this architecture."""
+        return make_model(self.name, self.n_features, self.hidden_size, self.dropout, self.num_layers, self.n_heads, kind="position")
+
+
+@dataclass
+class FoldFit:
+    """Result of :func:`fit_fold`: the trained weights (best validation epoch), the
+    :class:`TrainResult`, sample counts, and positions ``(D, N)`` float64 on the test and (when
+    asked) validation blocks."""
+
+    state_dict: dict
+    result: TrainResult
+    train_samples: int
+    val_samples: int
+    test_positions: np.ndarray | None
+    val_positions: np.ndarray | None
+
+
+def fit_fold(args: FitArgs, shared: dict) -> FoldFit:
+    """Train one position model on one fold: the pure task of :func:`walk_forward`.
+
+    Seeds Python, numpy and torch with ``args.seed`` (derived from the fold and the member index,
+    never from execution order), builds the model, trains it with the Sharpe loss on the fold's
+    training sequences (:func:`kit.features.make_sequences`, ``lookback`` days) with early
+    stopping on its validation block, and predicts the test block (and the validation block when
+    ``args.want_val``). Reads ``shared[args.data]["X"]`` ``(T, N, F)`` float32 and ``["y"]``
+    ``(T, N)`` float64; writes nothing.
+
+    Raises
+    ------
+    ValueError
+        An empty training or validation set (from :class:`Trainer`).
+    """
+    X, y = shared[args.data]["X"], shared[args.data]["y"]
+    split = args.split
+    tr = make_sequences(X, y, *split.train, args.lookback)
+    va = make_sequences(X, y, *split.val, min(args.lookback, split.val[1] - split.val[0]))
+    set_seed(args.seed)
+    net = args.make()
+    result = Trainer(TrainConfig(**dict(args.train))).fit(net, tr, va)
+    test_pos = predict_positions(net, X, *split.test, args.lookback) if args.want_test else None
+    val_pos = predict_positions(net, X, *split.val, args.lookback) if args.want_val else None
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return FoldFit(state, result, int(tr[2].sum()), int(va[2].sum()), test_pos, val_pos)
+
+
+@dataclass(frozen=True)
+class CombineArgs:
+    """Inputs of one fold's ensemble (:func:`combine_fold`): the members' :class:`FitArgs` and
+    trained weights, their validation losses and (stacked) validation positions, the weighting
+    method and the window length."""
+
+    data: str
+    fold: int
+    split: Split
+    members: tuple
+    states: tuple
+    val_losses: tuple
+    val_positions: tuple | None
+    method: str
+    lookback: int
+
+
+def combine_fold(args: CombineArgs, shared: dict):
+    """Weights of one fold's ensemble (:func:`kit.models.ensemble_weights`, fitted on the fold's
+    validation block only) and its test-block positions ``(D, N)`` float64 from the
+    :class:`kit.models.PositionEnsemble` of the trained members. Returns ``(weights (K,), positions)``."""
+    X, y = shared[args.data]["X"], shared[args.data]["y"]
+    nets = []
+    for fa, state in zip(args.members, args.states, strict=True):
+        net = fa.make()
+        net.load_state_dict(state)
+        net.eval()
+        nets.append(net)
+    w = ensemble_weights(
+        list(args.val_losses), args.method,
+        val_positions=np.stack(args.val_positions) if args.val_positions else None,
+        val_target=y[args.split.val[0] : args.split.val[1]],
+    )
+    return w, predict_positions(PositionEnsemble(nets, w), X, *args.split.test, args.lookback)
+
+
+# ------------------------------------------------------------------------------------------------
+# Plans: the tasks of one model's walk-forward and how their results are assembled (the driver)
+# ------------------------------------------------------------------------------------------------
+
+
+def _member_array(membership, frame: pd.DataFrame) -> np.ndarray | None:
+    """The ``(T, N)`` bool membership mask aligned to ``frame`` (False where not given), or None."""
+    if membership is None:
+        return None
+    m = pd.DataFrame(membership).reindex(index=frame.index, columns=frame.columns, fill_value=False)
+    return m.fillna(False).to_numpy(dtype=bool)
+
+
+@dataclass
+class _DmnData:
+    ns: str
+    X: np.ndarray
+    names: list
+    y: np.ndarray
+    vol: pd.DataFrame
+    valid: np.ndarray
+    member: np.ndarray | None = None
+
+
+def _dmn_data(close: pd.DataFrame, target_vol: float, ns: str = "dmn", membership=None) -> _DmnData:
+    fa = feature_set("dmn", close)
+    X = fa.values.astype(np.float32)
+    target_df, vol = next_day_target(close, target_vol=target_vol)
+    y = target_df.to_numpy(dtype="float64")
+    member = _member_array(membership, close)
+    if member is not None:  # point-in-time: no training or validation target where the symbol is not a member
+        y = np.where(member, y, np.nan)
+    return _DmnData(ns, X, fa.names, y, vol, np.isfinite(X).all(axis=-1) & np.isfinite(y), member)
+
+
+def _node_list(outcomes) -> str:
+    return ",".join(dict.fromkeys(o.node for o in outcomes))
+
+
+class _PositionPlan:
+    """One position model's (or ensemble's) walk-forward as tasks, and its assembly."""
+
+    def __init__(self, close, data: _DmnData, *, model, test_start, test_end, test_size, val_fraction, lookback, target_vol,
+                 hidden_size, num_layers, dropout, n_heads, members, ensemble_method, train, train_start, checkpoint_dir,
+                 data_sha256):
+        self.names_to_train = list(members) if model == "ensemble" else [model]
+        for name in self.names_to_train:
+            if name not in POSITION_MODELS:
+                raise ValueError(f"model {name!r} is not a position model; known: {POSITION_MODELS + ('ensemble',)}")
+        self.close, self.data, self.model, self.train = close, data, model, train
+        self.lookback, self.members, self.ensemble_method = lookback, members, ensemble_method
+        self.checkpoint_dir, self.data_sha256 = checkpoint_dir, data_sha256
+        self.shared = {data.ns: {"X": data.X, "y": data.y}}
+        self.splits = walk_forward_splits(close.index, test_start, test_size, test_end, val_fraction, horizon=1, train_start=train_start)
+        self.leak = {}
+        for split in self.splits:
+            leak = count_leakage(split, data.valid)
+            if leak:
+                raise LeakageError(f"fold {split.fold}: {leak} leakage rows")
+            self.leak[split.fold] = leak
+        stacked = model == "ensemble" and ensemble_method == "stacked"
+        self.args = {}
+        for split in self.splits:
+            for k, name in enumerate(self.names_to_train):
+                seed = train.seed + split.fold + 1000 * k
+                self.args[split.fold, k] = FitArgs(
+                    data.ns, name, split.fold, k, seed, split, len(data.names), hidden_size, num_layers, dropout, n_heads,
+                    tuple(sorted({**asdict(train), "seed": seed}.items())), lookback, want_test=model != "ensemble", want_val=stacked,
+                )
+        self.config = {
+            "model": model,
+            "members": list(members) if model == "ensemble" else None,
+            "ensemble_method": ensemble_method if model == "ensemble" else None,
+            "test_start": str(test_start),
+            "test_end": str(test_end) if test_end is not None else None,
+            "test_size": test_size,
+            "val_fraction": val_fraction,
+            "lookback": lookback,
+            "target_vol": target_vol,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "dropout": dropout,
+            "n_heads": n_heads,
+            "train": asdict(train),
+        }
+
+    def fit_tasks(self) -> list[Task]:
+        cost = {"momentum_transformer": 6.0, "dmn_lstm": 2.0}
+        return [Task(fit_fold, a, a.key(), cost.get(a.name, 0.2) * (a.split.train[1] - a.split.train[0]))
+                for a in self.args.values()]
+
+    def combine_tasks(self, fits: dict) -> list[Task]:
+        if self.model != "ensemble":
+            return []
+        out = []
+        for split in self.splits:
+            fa = [self.args[split.fold, k] for k in range(len(self.names_to_train))]
+            ff = [fits[a.key()].value for a in fa]
+            ca = CombineArgs(self.data.ns, split.fold, split, tuple(fa), tuple(f.state_dict for f in ff),
+                             tuple(f.result.best_val_loss for f in ff),
+                             tuple(f.val_positions for f in ff) if self.ensemble_method == "stacked" else None,
+                             self.ensemble_method, self.lookback)
+            out.append(Task(combine_fold, ca, f"combine/{self.ensemble_method}/fold{split.fold:02d}/{_digest(tuple(a.key() for a in fa))}", 0.1))
+        return out
+
+    def assemble(self, fits: dict, combines: dict) -> WalkForwardResult:
+        dates, data = self.close.index, self.data
+        logs, blocks, curves = [], [], []
+        last_model = None
+        combine_keys = {t.args.fold: t.key for t in self.combine_tasks(fits)} if self.model == "ensemble" else {}
+        for split in self.splits:
+            fitted = []
+            for k, name in enumerate(self.names_to_train):
+                fa = self.args[split.fold, k]
+                oc = fits[fa.key()]
+                ff = oc.value
+                net = fa.make()
+                net.load_state_dict(ff.state_dict)
+                net.eval()
+                info = split.describe(dates)
+                info["model"] = name
+                if self.checkpoint_dir is not None:
+                    ckpt = save_checkpoint(
+                        Path(self.checkpoint_dir) / f"{name}_fold{split.fold:02d}.pt",
+                        net,
+                        feature_names=data.names,
+                        data_sha256=self.data_sha256,
+                        train_period=(info["train_start"], info["val_end"]),
+                        extra={"fold": split.fold, "train_config": asdict(self.train), "seed": fa.seed},
+                    )
+                    info["checkpoint"] = str(ckpt)
+                info.update(
+                    leakage_rows=self.leak[split.fold],
+                    train_samples=ff.train_samples,
+                    val_samples=ff.val_samples,
+                    best_epoch=ff.result.best_epoch,
+                    epochs_run=ff.result.epochs_run,
+                    val_sharpe=-ff.result.best_val_loss,
+                    seconds=round(oc.seconds, 2),
+                    cpu_seconds=round(oc.cpu_seconds, 2),
+                    node=oc.node,
+                )
+                logs.append(info)
+                curves.extend({"fold": split.fold, "model": name, **h} for h in ff.result.history)
+                fitted.append(net)
+            if self.model == "ensemble":
+                oc = combines[combine_keys[split.fold]]
+                w, pos = oc.value
+                net = PositionEnsemble(fitted, w)
+                logs.append({**split.describe(dates), "model": "ensemble", "leakage_rows": self.leak[split.fold],
+                             "weights": {n: round(float(v), 4) for n, v in zip(self.names_to_train, w, strict=True)},
+                             "seconds": round(oc.seconds, 2), "cpu_seconds": round(oc.cpu_seconds, 2), "node": oc.node})
+            else:
+                net = fitted[0]
+                pos = fits[self.args[split.fold, 0].key()].value.test_positions
+            if data.member is not None:  # no position where the symbol is not an index member
+                pos = np.where(data.member[split.test[0] : split.test[1]], pos, np.nan)
+            blocks.append(pd.DataFrame(pos, index=dates[split.test[0] : split.test[1]], columns=self.close.columns))
+            last_model = net
+        positions = pd.concat(blocks)
+        return WalkForwardResult(positions, pd.DataFrame(logs), data.names, data.vol, self.config, pd.DataFrame(curves), last_model, data.X)
+
+
+def _execute(plans, backend=None, progress: bool = True) -> list[WalkForwardResult]:
+    """Run every plan's tasks on one backend: all fits in one batch (duplicates run once), then the
+    ensembles' combinations; the driver (this process) assembles the results and writes the
+    checkpoints. The runner's description is added to each result's ``config["exec"]``."""
+    runner = resolve_runner(backend)
+    shared = {}
+    for p in plans:
+        shared.update(p.shared)
+    merged: dict = {}
+    for p in plans:
+        for t in p.fit_tasks():
+            if t.key in merged:  # same fit asked twice: run once, predicting what either asked for
+                a, b = merged[t.key].args, t.args
+                t = Task(t.fn, replace(b, want_test=a.want_test or b.want_test, want_val=a.want_val or b.want_val), t.key, t.cost)
+            merged[t.key] = t
+    tasks = list(merged.values())
+    t0 = time.perf_counter()
+    fits = {o.key: o for o in runner.map(tasks, shared, progress="walk-forward fits" if progress else None)} if tasks else {}
+    t1 = time.perf_counter()
+    ctasks = dedupe([t for p in plans for t in p.combine_tasks(fits)])
+    combines = {o.key: o for o in runner.map(ctasks, shared)} if ctasks else {}
+    out = []
+    desc = {**runner.describe(), "stage_wall_seconds": {"fit": round(t1 - t0, 2), "combine": round(time.perf_counter() - t1, 2)}}
+    for p in plans:
+        r = p.assemble(fits, combines)
+        r.config["exec"] = desc
+        used = [("fit", t) for t in p.fit_tasks()] + [("combine", t) for t in p.combine_tasks(fits)]
+        r.tasks = pd.DataFrame([
+            {"task": t.key, "stage": stage, "model": p.config["model"], "fold": t.args.fold, "seconds": o.seconds,
+             "cpu_seconds": o.cpu_seconds, "node": o.node, "pid": o.pid, "threads": o.threads, "attempt": o.attempt}
+            for stage, t in used for o in [(fits if stage == "fit" else combines)[t.key]]
+        ])
+        out.append(r)
+    return out
 
 
 def walk_forward(
@@ -114,6 +449,7 @@ def walk_forward(
     checkpoint_dir=None,
     data_sha256: str = "",
     progress: bool = True,
+    backend=None,
     membership: pd.DataFrame | None = None,
 ) -> WalkForwardResult:
     """Train a position model walk-forward on the DMN features; return its stitched out-of-sample
@@ -125,9 +461,17 @@ def walk_forward(
     fold``) is trained on the training block, early-stopped on the validation block, checkpointed,
     and used to predict the test block. Only test-block predictions are returned.
 
-    ``model="ensemble"`` trains every model in ``members`` per fold and combines their positions
-    with weights from :func:`kit.models.ensemble_weights` (``ensemble_method`` ``equal``,
-    ``inverse_loss`` or ``stacked``), fitted on that fold's validation block only.
+    ``model="ensemble"`` trains every model in ``members`` per fold (member k with seed
+    ``train.seed + fold + 1000 k``) and combines their positions with weights from
+    :func:`kit.models.ensemble_weights` (``ensemble_method`` ``equal``, ``inverse_loss`` or
+    ``stacked``), fitted on that fold's validation block only.
+
+    Each (model, fold) fit is one task (:func:`fit_fold`) and each fold's ensemble combination
+    another (:func:`combine_fold`), run by ``backend``: ``None`` or ``"serial"`` (this process, one
+    task after the other) or a runner from :func:`kit.exec.make_backend` (a local process pool or
+    Ray). Tasks are seeded from the fold and member, and run with a pinned thread count
+    (:func:`kit.training.tasks.run_task`), so every backend gives the same positions and
+    checkpoints. Checkpoints are written here, by the driver, after the tasks return.
 
     Parameters
     ----------
@@ -136,6 +480,8 @@ def walk_forward(
         point-in-time index membership. A symbol that is not a member on decision date t has no
         training or validation target at t (it is not in any fold's targets there) and no position
         (NaN, not live) at t; its prices still feed the features of later dates.
+    backend : see above; its description (backend, threads, workers) is recorded in
+        ``result.config["exec"]`` and where each task ran in ``result.folds["node"]``.
 
     Raises
     ------
@@ -143,105 +489,16 @@ def walk_forward(
         A fold has a non-zero leakage count (cannot happen with :func:`walk_forward_splits`; checked
         anyway so that a change there cannot silently leak).
     ValueError
-        Unknown model name.
+        Unknown model name or backend.
     """
     train = train or TrainConfig()
-    names_to_train = list(members) if model == "ensemble" else [model]
-    for name in names_to_train:
-        if name not in POSITION_MODELS:
-            raise ValueError(f"model {name!r} is not a position model; known: {POSITION_MODELS + ('ensemble',)}")
-    fa = feature_set("dmn", close)
-    X, names = fa.values.astype(np.float32), fa.names
-    target_df, vol = next_day_target(close, target_vol=target_vol)
-    y = target_df.to_numpy(dtype="float64")
-    member = _member_array(membership, close)
-    if member is not None:
-        y = np.where(member, y, np.nan)
-    dates = close.index
-    splits = walk_forward_splits(dates, test_start, test_size, test_end, val_fraction, horizon=1, train_start=train_start)
-    valid = np.isfinite(X).all(axis=-1) & np.isfinite(y)
-    logs, blocks, curves = [], [], []
-    last_model = None
-    iterator = splits
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(splits, desc="walk-forward folds")
-    for split in iterator:
-        leak = count_leakage(split, valid)
-        if leak:
-            raise LeakageError(f"fold {split.fold}: {leak} leakage rows")
-        tr = make_sequences(X, y, *split.train, lookback)
-        va = make_sequences(X, y, *split.val, min(lookback, split.val[1] - split.val[0]))
-        fitted, val_losses, val_pos = [], [], []
-        for k, name in enumerate(names_to_train):
-            t_start = time.perf_counter()
-            seed = train.seed + split.fold + 1000 * k
-            set_seed(seed)
-            net = make_model(name, len(names), hidden_size, dropout, num_layers, n_heads, kind="position")
-            result = Trainer(TrainConfig(**{**asdict(train), "seed": seed})).fit(net, tr, va)
-            info = split.describe(dates)
-            info["model"] = name
-            if checkpoint_dir is not None:
-                ckpt = save_checkpoint(
-                    Path(checkpoint_dir) / f"{name}_fold{split.fold:02d}.pt",
-                    net,
-                    feature_names=names,
-                    data_sha256=data_sha256,
-                    train_period=(info["train_start"], info["val_end"]),
-                    extra={"fold": split.fold, "train_config": asdict(train), "seed": seed},
-                )
-                info["checkpoint"] = str(ckpt)
-            info.update(
-                leakage_rows=leak,
-                train_samples=int(tr[2].sum()),
-                val_samples=int(va[2].sum()),
-                best_epoch=result.best_epoch,
-                epochs_run=result.epochs_run,
-                val_sharpe=-result.best_val_loss,
-                seconds=round(time.perf_counter() - t_start, 2),
-            )
-            logs.append(info)
-            curves.extend({"fold": split.fold, "model": name, **h} for h in result.history)
-            fitted.append(net)
-            val_losses.append(result.best_val_loss)
-            if model == "ensemble" and ensemble_method == "stacked":
-                val_pos.append(predict_positions(net, X, *split.val, lookback))
-        if model == "ensemble":
-            w = ensemble_weights(
-                val_losses,
-                ensemble_method,
-                val_positions=np.stack(val_pos) if val_pos else None,
-                val_target=y[split.val[0] : split.val[1]],
-            )
-            net = PositionEnsemble(fitted, w)
-            logs.append({**split.describe(dates), "model": "ensemble", "leakage_rows": leak, "weights": {n: round(float(v), 4) for n, v in zip(names_to_train, w, strict=True)}})
-        else:
-            net = fitted[0]
-        pos = predict_positions(net, X, *split.test, lookback)
-        if member is not None:
-            pos[~member[split.test[0] : split.test[1]]] = np.nan
-        blocks.append(pd.DataFrame(pos, index=dates[split.test[0] : split.test[1]], columns=close.columns))
-        last_model = net
-    positions = pd.concat(blocks)
-    config = {
-        "model": model,
-        "members": list(members) if model == "ensemble" else None,
-        "ensemble_method": ensemble_method if model == "ensemble" else None,
-        "test_start": str(test_start),
-        "test_end": str(test_end) if test_end is not None else None,
-        "test_size": test_size,
-        "val_fraction": val_fraction,
-        "lookback": lookback,
-        "target_vol": target_vol,
-        "hidden_size": hidden_size,
-        "num_layers": num_layers,
-        "dropout": dropout,
-        "n_heads": n_heads,
-        "train": asdict(train),
-    }
-    return WalkForwardResult(positions, pd.DataFrame(logs), names, vol, config, pd.DataFrame(curves), last_model, X)
-
+    plan = _PositionPlan(
+        close, _dmn_data(close, target_vol, membership=membership), model=model, test_start=test_start, test_end=test_end, test_size=test_size,
+        val_fraction=val_fraction, lookback=lookback, target_vol=target_vol, hidden_size=hidden_size, num_layers=num_layers,
+        dropout=dropout, n_heads=n_heads, members=members, ensemble_method=ensemble_method, train=train, train_start=train_start,
+        checkpoint_dir=checkpoint_dir, data_sha256=data_sha256,
+    )
+    return _execute([plan], backend, progress)[0]
 
 
 def walk_forward_dmn(close: pd.DataFrame, **kwargs) -> WalkForwardResult:
@@ -303,6 +560,238 @@ def ldtm_positions(forecast: np.ndarray, daily_vol: np.ndarray, scale: float) ->
 
 
 
+@dataclass(frozen=True)
+class LdtmArgs:
+    """Inputs of one (fold, chunk of symbols) task of :func:`walk_forward_ldtm`
+    (:func:`fit_ldtm_chunk`): the fold, the symbols' column indices, the base seed (symbol j of
+    fold f gets ``seed + 1000 f + j``), the :class:`~kit.models.LDTMConfig` and training settings as
+    dicts, the :func:`~kit.training.batched.train_universe` path and the sample settings; ``data``
+    names ``shared[data]`` = ``{"X": (T, N, F), "fwd": (T, N, H)}``."""
+
+    data: str
+    fold: int
+    split: Split
+    symbols: tuple
+    seed: int
+    config: tuple
+    train: tuple
+    path: str
+    lookback: int
+    sample_stride: int
+    min_train_samples: int
+
+    def key(self) -> str:
+        """The task's key (everything the result depends on)."""
+        ident = (self.data, self.split, self.symbols, self.seed, self.config, self.train, self.path, self.lookback,
+                 self.sample_stride, self.min_train_samples)
+        return f"ldtm/fold{self.fold:02d}/symbols{self.symbols[0]}-{self.symbols[-1]}/{_digest(ident)}"
+
+
+@dataclass
+class LdtmChunkFit:
+    """Result of :func:`fit_ldtm_chunk`: the symbols trained (column indices, those with enough
+    windows), their seeds, trained weights and :class:`TrainResult` s, sample counts, the
+    :func:`~kit.training.batched.train_universe` path, test forecasts ``(D_test, K, H)`` and
+    one-day validation forecasts ``(D_val, K)`` (float64, NaN where a window is incomplete)."""
+
+    trained: list
+    seeds: list
+    state_dicts: list
+    results: list
+    train_samples: list
+    val_samples: list
+    path: str
+    test_forecasts: np.ndarray
+    val_forecasts: np.ndarray
+
+
+def fit_ldtm_chunk(args: LdtmArgs, shared: dict) -> LdtmChunkFit:
+    """Train the LDTM forecasters of one chunk of symbols on one fold: the pure task of
+    :func:`walk_forward_ldtm`. A symbol is trained when it has at least ``min_train_samples``
+    training windows and 2 validation windows; all trained symbols of the chunk go through one
+    :func:`~kit.training.batched.train_universe` call with their own seeds. Writes nothing."""
+    from ..models import LDTMConfig
+    from .batched import train_universe
+
+    X, fwd = shared[args.data]["X"], shared[args.data]["fwd"]
+    split, lookback, stride = args.split, args.lookback, args.sample_stride
+    datasets, trained = [], []
+    for j in args.symbols:
+        Xt, yt, _ = make_samples(X[:, j : j + 1], fwd[:, j : j + 1], lookback, *split.train)
+        Xv, yv, _ = make_samples(X[:, j : j + 1], fwd[:, j : j + 1], lookback, *split.val)
+        if stride > 1:
+            Xt, yt = Xt[::-1][::stride][::-1], yt[::-1][::stride][::-1]
+        if len(Xt) >= args.min_train_samples and len(Xv) >= 2:
+            datasets.append((Xt, yt, Xv, yv))
+            trained.append(j)
+    cfg = LDTMConfig(**dict(args.config))
+    t0, t1 = split.test
+    v0, v1 = split.val
+    H = len(cfg.horizons)
+    if not datasets:
+        return LdtmChunkFit([], [], [], [], [], [], args.path, np.zeros((t1 - t0, 0, H)), np.zeros((v1 - v0, 0)))
+    seeds = [args.seed + 1000 * split.fold + j for j in trained]
+    fit = train_universe(datasets, cfg, TrainConfig(**dict(args.train)), args.path, seeds=seeds)
+    test_fc = np.full((t1 - t0, len(trained), H), np.nan)
+    val_fc = np.full((v1 - v0, len(trained)), np.nan)
+    for i, (model, j) in enumerate(zip(fit.models, trained, strict=True)):
+        test_fc[:, i] = predict_forecasts(model, X[:, j], t0, t1, lookback)
+        val_fc[:, i] = predict_forecasts(model, X[:, j], v0, v1, lookback)[:, 0]
+    states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in fit.models]
+    return LdtmChunkFit(trained, seeds, states, fit.results, [len(d[0]) for d in datasets], [len(d[2]) for d in datasets],
+                        fit.path, test_fc, val_fc)
+
+
+class _LdtmPlan:
+    """The per-ticker forecasters' walk-forward as (fold, chunk) tasks, and its assembly."""
+
+    def __init__(self, frames, *, test_start, test_end, test_size, val_fraction, lookback, hidden_size, num_layers, dropout,
+                 horizons, train, path, sample_stride, min_train_samples, chunk_size, train_start, checkpoint_dir, data_sha256,
+                 ns: str = "ldtm", membership=None):
+        from ..models import LDTMConfig
+
+        if int(sample_stride) != sample_stride or sample_stride < 1:
+            raise ValueError(f"sample_stride must be an integer >= 1, got {sample_stride!r}")
+        if min_train_samples < 2:
+            raise ValueError(f"min_train_samples must be >= 2, got {min_train_samples!r}")
+        if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 0:
+            raise ValueError(f"chunk_size must be an integer >= 0 (0: all symbols of a fold in one task), got {chunk_size!r}")
+        horizons = tuple(int(h) for h in horizons)
+        close = frames["close"] if "close" in frames else None
+        fa = feature_set("ldtm", frames)
+        X, names = fa.values, fa.names
+        fwd = forward_returns(close, horizons).values
+        self.member = _member_array(membership, close)
+        if self.member is not None:  # point-in-time: no target where the symbol is not a member
+            fwd[~self.member] = np.nan
+        vol = ex_ante_vol(daily_returns(close))
+        self.daily_vol = vol.to_numpy(dtype="float64") / np.sqrt(float(TRADING_DAYS))
+        self.close, self.X, self.names, self.vol, self.horizons = close, X, list(names), vol, horizons
+        self.train, self.checkpoint_dir, self.data_sha256 = train, checkpoint_dir, data_sha256
+        self.shared = {ns: {"X": X, "fwd": fwd}}
+        self.cfg = LDTMConfig(n_features=len(names), hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, horizons=horizons)
+        self.splits = walk_forward_splits(close.index, test_start, test_size, test_end, val_fraction, horizon=max(horizons), train_start=train_start)
+        valid = np.isfinite(X).all(axis=-1) & np.isfinite(fwd).all(axis=-1)
+        self.leak = {}
+        for split in self.splits:
+            leak = count_leakage(split, valid)
+            if leak:
+                raise LeakageError(f"fold {split.fold}: {leak} leakage rows")
+            self.leak[split.fold] = leak
+        N = close.shape[1]
+        size = N if chunk_size == 0 else int(chunk_size)
+        chunks = [tuple(range(a, min(a + size, N))) for a in range(0, N, size)]
+        cfg_items = tuple(sorted(asdict(self.cfg).items()))
+        train_items = tuple(sorted(asdict(train).items()))
+        self.args = {
+            (split.fold, c): LdtmArgs(ns, split.fold, split, chunk, int(train.seed), cfg_items, train_items, path, lookback,
+                                      int(sample_stride), int(min_train_samples))
+            for split in self.splits for c, chunk in enumerate(chunks)
+        }
+        self.n_chunks = len(chunks)
+        self.config = {
+            "model": "ldtm",
+            "test_start": str(test_start),
+            "test_end": str(test_end) if test_end is not None else None,
+            "test_size": test_size,
+            "val_fraction": val_fraction,
+            "lookback": lookback,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "dropout": dropout,
+            "horizons": list(horizons),
+            "sample_stride": sample_stride,
+            "min_train_samples": min_train_samples,
+            "path": path,
+            "chunk_size": int(chunk_size),
+            "train": asdict(train),
+        }
+
+    def fit_tasks(self) -> list[Task]:
+        return [Task(fit_ldtm_chunk, a, a.key(), 4.0 * len(a.symbols) * (a.split.train[1] - a.split.train[0]) / max(a.sample_stride, 1))
+                for a in self.args.values()]
+
+    def combine_tasks(self, fits: dict) -> list[Task]:
+        return []
+
+    def assemble(self, fits: dict, combines: dict) -> WalkForwardResult:
+        from ..models import LDTMForecaster
+
+        dates, symbols, horizons = self.close.index, self.close.columns, self.horizons
+        logs, pos_blocks, curves = [], [], []
+        fc_blocks = {h: [] for h in horizons}
+        for split in self.splits:
+            outs = [fits[self.args[split.fold, c].key()] for c in range(self.n_chunks)]
+            parts = [o.value for o in outs]
+            trained = [j for p in parts for j in p.trained]
+            if not trained:
+                raise ValueError(f"fold {split.fold}: no symbol has {self.args[split.fold, 0].min_train_samples} training windows of "
+                                 f"{self.args[split.fold, 0].lookback} days")
+            seeds = [s for p in parts for s in p.seeds]
+            results = [r for p in parts for r in p.results]
+            t0, t1 = split.test
+            v0, v1 = split.val
+            test_fc = np.full((t1 - t0, len(symbols), len(horizons)), np.nan)
+            z_val = []
+            for p in parts:
+                for i, j in enumerate(p.trained):
+                    test_fc[:, j] = p.test_forecasts[:, i]
+                    fv = p.val_forecasts[:, i]
+                    if self.member is not None:  # no forecast where the symbol is not a member
+                        test_fc[~self.member[t0:t1, j], j] = np.nan
+                        fv = np.where(self.member[v0:v1, j], fv, np.nan)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        z_val.append(fv / self.daily_vol[v0:v1, j])
+            z = np.concatenate(z_val)
+            z = z[np.isfinite(z)]
+            sd = float(np.std(z)) if len(z) > 1 else 0.0
+            scale = 1.0 / sd if sd > 0 else 1.0
+            pos = ldtm_positions(test_fc[:, :, 0], self.daily_vol[t0:t1], scale)
+            test_dates = dates[t0:t1]
+            pos_blocks.append(pd.DataFrame(pos, index=test_dates, columns=symbols))
+            for i, h in enumerate(horizons):
+                fc_blocks[h].append(pd.DataFrame(test_fc[:, :, i], index=test_dates, columns=symbols))
+            info = split.describe(dates)
+            info.update(
+                model="ldtm",
+                leakage_rows=self.leak[split.fold],
+                symbols_trained=len(trained),
+                train_samples=int(sum(n for p in parts for n in p.train_samples)),
+                val_samples=int(sum(n for p in parts for n in p.val_samples)),
+                best_epoch=float(np.mean([r.best_epoch for r in results])),
+                epochs_run=float(np.mean([r.epochs_run for r in results])),
+                val_mse=float(np.mean([r.best_val_loss for r in results])),
+                position_scale=scale,
+                path=parts[0].path if len({p.path for p in parts if p.trained}) <= 1 else ",".join(sorted({p.path for p in parts if p.trained})),
+                seconds=round(sum(o.seconds for o in outs), 2),
+                cpu_seconds=round(sum(o.cpu_seconds for o in outs), 2),
+                tasks=len(outs),
+                node=_node_list(outs),
+            )
+            if self.checkpoint_dir is not None:
+                models = []
+                for p in parts:
+                    for state in p.state_dicts:
+                        m = LDTMForecaster(self.cfg)
+                        m.load_state_dict(state)
+                        models.append(m.eval())
+                ckpt = Path(self.checkpoint_dir) / f"ldtm_fold{split.fold:02d}.pt"
+                save_bundle(
+                    ckpt, [str(symbols[j]) for j in trained], models, feature_names=self.names, data_sha256=self.data_sha256,
+                    train_period=(info["train_start"], info["val_end"]),
+                    extra={"fold": split.fold, "seeds": seeds, "position_scale": scale, "train_config": asdict(self.train)},
+                )
+                info["checkpoint"] = str(ckpt)
+            logs.append(info)
+            hist = pd.DataFrame([{**h} for r in results for h in r.history])
+            if len(hist):
+                for _, row in hist.groupby("epoch").mean(numeric_only=True).reset_index().iterrows():
+                    curves.append({"fold": split.fold, "model": "ldtm", "epoch": int(row["epoch"]), "train_loss": row["train_loss"], "val_loss": row["val_loss"]})
+        positions = pd.concat(pos_blocks)
+        forecasts = {h: pd.concat(b) for h, b in fc_blocks.items()}
+        return WalkForwardResult(positions, pd.DataFrame(logs), self.names, self.vol, dict(self.config), pd.DataFrame(curves), None, self.X, forecasts)
+
+
 def walk_forward_ldtm(
     frames: dict,
     *,
@@ -319,14 +808,17 @@ def walk_forward_ldtm(
     path: str = "auto",
     sample_stride: int = 1,
     min_train_samples: int = 100,
+    chunk_size: int = 0,
     train_start=None,
     checkpoint_dir=None,
     data_sha256: str = "",
     progress: bool = True,
+    backend=None,
     membership: pd.DataFrame | None = None,
 ) -> WalkForwardResult:
     """Per-ticker multi-horizon LSTMs (LDTM, seed 003) trained walk-forward, one model per symbol
-    and fold, all K symbols of a fold from one :func:`kit.training.batched.train_universe` call.
+    and fold, the symbols of a fold trained in chunks of ``chunk_size`` (default 0: all of them)
+    by one :func:`kit.training.batched.train_universe` call each.
 
     Inputs are the 11 ``ldtm`` features (:func:`kit.features.feature_set`), windows of ``lookback``
     days min-max scaled per window inside the model; targets are forward simple returns over
@@ -334,10 +826,16 @@ def walk_forward_ldtm(
     come from :func:`walk_forward_splits` with ``horizon = max(horizons)`` (a 21-day embargo before
     validation and test blocks); each fold's leakage count must be 0. A symbol is trained in a fold
     when it has at least ``min_train_samples`` complete training windows and 2 validation windows;
-    otherwise it has no position in that fold's test block (NaN = not live).
+    otherwise it has no position in that fold's test block (NaN = not live). Symbol j of fold f is
+    seeded with ``train.seed + 1000 f + j``.
 
     Positions for the backtest: :func:`ldtm_positions` on the one-day forecast, scaled by the
-    ex-ante daily volatility, with its scale fitted on the fold's validation forecasts only.
+    ex-ante daily volatility, with its scale fitted on the fold's validation forecasts only (pooled
+    over all chunks, by the driver).
+
+    Each (fold, chunk) is one task (:func:`fit_ldtm_chunk`) run by ``backend`` (as
+    :func:`walk_forward`); the chunking is part of the task's definition, so every backend gives
+    the same results for the same ``chunk_size``.
 
     Parameters
     ----------
@@ -348,143 +846,70 @@ def walk_forward_ldtm(
     path : :func:`kit.training.batched.train_universe` path (``auto``, ``batched`` or ``loop``).
     membership : optional (T, N) bool point-in-time membership: no target, forecast or position for a
         symbol on a decision date when it is not a member (as :func:`walk_forward`).
+    chunk_size : symbols per task (0: one task per fold with every symbol).
     Others as :func:`walk_forward`.
 
     Returns
     -------
     :class:`WalkForwardResult` with ``positions`` ``(T_test, N)``, ``forecasts`` ``{h: (T_test,
-    N)}``, one ``folds`` row per fold (symbols trained, samples, mean validation MSE, seconds) and
-    the mean validation curve per fold in ``history``. Checkpoints (one file per fold holding every
-    symbol's state dict, its symbol list, config, feature names, data sha256 and training period)
-    go to ``checkpoint_dir`` when given.
+    N)}``, one ``folds`` row per fold (symbols trained, samples, mean validation MSE, task seconds,
+    nodes) and the mean validation curve per fold in ``history``. Checkpoints (one file per fold
+    holding every symbol's state dict, its symbol list, config, feature names, data sha256 and
+    training period) go to ``checkpoint_dir`` when given, written by the driver.
 
     Raises
     ------
     LeakageError
         A fold has a non-zero leakage count.
     ValueError
-        A missing field, bad ``sample_stride``/``min_train_samples``, or no symbol with enough data
-        in some fold.
+        A missing field, bad ``sample_stride``/``min_train_samples``/``chunk_size``, or no symbol
+        with enough data in some fold.
     """
-    from ..models import LDTMConfig
-    from .batched import train_universe
-
-    train = train or TrainConfig()
-    if int(sample_stride) != sample_stride or sample_stride < 1:
-        raise ValueError(f"sample_stride must be an integer >= 1, got {sample_stride!r}")
-    if min_train_samples < 2:
-        raise ValueError(f"min_train_samples must be >= 2, got {min_train_samples!r}")
-    horizons = tuple(int(h) for h in horizons)
-    close = frames["close"] if "close" in frames else None
-    fa = feature_set("ldtm", frames)
-    X, names = fa.values, fa.names
-    fwd = forward_returns(close, horizons).values
-    member = _member_array(membership, close)
-    if member is not None:
-        fwd[~member] = np.nan
-    vol = ex_ante_vol(daily_returns(close))
-    daily_vol = vol.to_numpy(dtype="float64") / np.sqrt(float(TRADING_DAYS))
-    dates, symbols = close.index, close.columns
-    cfg = LDTMConfig(n_features=len(names), hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, horizons=horizons)
-    splits = walk_forward_splits(dates, test_start, test_size, test_end, val_fraction, horizon=max(horizons), train_start=train_start)
-    valid = np.isfinite(X).all(axis=-1) & np.isfinite(fwd).all(axis=-1)
-    logs, pos_blocks, curves = [], [], []
-    fc_blocks = {h: [] for h in horizons}
-    iterator = splits
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(splits, desc="walk-forward folds (ldtm)")
-    for split in iterator:
-        t_start = time.perf_counter()
-        leak = count_leakage(split, valid)
-        if leak:
-            raise LeakageError(f"fold {split.fold}: {leak} leakage rows")
-        datasets, trained = [], []
-        for j in range(len(symbols)):
-            Xt, yt, _ = make_samples(X[:, j : j + 1], fwd[:, j : j + 1], lookback, *split.train)
-            Xv, yv, _ = make_samples(X[:, j : j + 1], fwd[:, j : j + 1], lookback, *split.val)
-            if sample_stride > 1:
-                Xt, yt = Xt[::-1][::sample_stride][::-1], yt[::-1][::sample_stride][::-1]
-            if len(Xt) >= min_train_samples and len(Xv) >= 2:
-                datasets.append((Xt, yt, Xv, yv))
-                trained.append(j)
-        if not datasets:
-            raise ValueError(f"fold {split.fold}: no symbol has {min_train_samples} training windows of {lookback} days")
-        seeds = [train.seed + 1000 * split.fold + j for j in trained]
-        fit = train_universe(datasets, cfg, train, path, seeds=seeds)
-        t0, t1 = split.test
-        v0, v1 = split.val
-        test_fc = np.full((t1 - t0, len(symbols), len(horizons)), np.nan)
-        z_val = []
-        for model, j in zip(fit.models, trained, strict=True):
-            test_fc[:, j] = predict_forecasts(model, X[:, j], t0, t1, lookback)
-            fv = predict_forecasts(model, X[:, j], v0, v1, lookback)[:, 0]
-            if member is not None:
-                test_fc[~member[t0:t1, j], j] = np.nan
-                fv[~member[v0:v1, j]] = np.nan
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z_val.append(fv / daily_vol[v0:v1, j])
-        z = np.concatenate(z_val)
-        z = z[np.isfinite(z)]
-        sd = float(np.std(z)) if len(z) > 1 else 0.0
-        scale = 1.0 / sd if sd > 0 else 1.0
-        pos = ldtm_positions(test_fc[:, :, 0], daily_vol[t0:t1], scale)
-        test_dates = dates[t0:t1]
-        pos_blocks.append(pd.DataFrame(pos, index=test_dates, columns=symbols))
-        for i, h in enumerate(horizons):
-            fc_blocks[h].append(pd.DataFrame(test_fc[:, :, i], index=test_dates, columns=symbols))
-        info = split.describe(dates)
-        info.update(
-            model="ldtm",
-            leakage_rows=leak,
-            symbols_trained=len(trained),
-            train_samples=int(sum(len(d[0]) for d in datasets)),
-            val_samples=int(sum(len(d[2]) for d in datasets)),
-            best_epoch=float(np.mean([r.best_epoch for r in fit.results])),
-            epochs_run=float(np.mean([r.epochs_run for r in fit.results])),
-            val_mse=float(np.mean([r.best_val_loss for r in fit.results])),
-            position_scale=scale,
-            path=fit.path,
-            seconds=round(time.perf_counter() - t_start, 2),
-        )
-        if checkpoint_dir is not None:
-            ckpt = Path(checkpoint_dir) / f"ldtm_fold{split.fold:02d}.pt"
-            save_bundle(
-                ckpt, [str(symbols[j]) for j in trained], fit.models, feature_names=names, data_sha256=data_sha256,
-                train_period=(info["train_start"], info["val_end"]),
-                extra={"fold": split.fold, "seeds": seeds, "position_scale": scale, "train_config": asdict(train)},
-            )
-            info["checkpoint"] = str(ckpt)
-        logs.append(info)
-        hist = pd.DataFrame([{**h} for r in fit.results for h in r.history])
-        if len(hist):
-            for _, row in hist.groupby("epoch").mean(numeric_only=True).reset_index().iterrows():
-                curves.append({"fold": split.fold, "model": "ldtm", "epoch": int(row["epoch"]), "train_loss": row["train_loss"], "val_loss": row["val_loss"]})
-    positions = pd.concat(pos_blocks)
-    config = {
-        "model": "ldtm",
-        "test_start": str(test_start),
-        "test_end": str(test_end) if test_end is not None else None,
-        "test_size": test_size,
-        "val_fraction": val_fraction,
-        "lookback": lookback,
-        "hidden_size": hidden_size,
-        "num_layers": num_layers,
-        "dropout": dropout,
-        "horizons": list(horizons),
-        "sample_stride": sample_stride,
-        "min_train_samples": min_train_samples,
-        "path": path,
-        "train": asdict(train),
-    }
-    forecasts = {h: pd.concat(b) for h, b in fc_blocks.items()}
-    return WalkForwardResult(positions, pd.DataFrame(logs), list(names), vol, config, pd.DataFrame(curves), None, X, forecasts)
+    plan = _LdtmPlan(
+        frames, test_start=test_start, test_end=test_end, test_size=test_size, val_fraction=val_fraction, lookback=lookback,
+        hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, horizons=horizons, train=train or TrainConfig(), path=path,
+        sample_stride=sample_stride, min_train_samples=min_train_samples, chunk_size=chunk_size, train_start=train_start,
+        checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, membership=membership,
+    )
+    return _execute([plan], backend, progress)[0]
 
 
-
-_COMMON_WF_KEYS = ("test_start", "test_end", "test_size", "val_fraction", "train", "train_start", "checkpoint_dir", "data_sha256", "progress",
+_COMMON_WF_KEYS = ("test_start", "test_end", "test_size", "val_fraction", "train", "train_start", "checkpoint_dir", "data_sha256", "progress", "backend",
                    "membership")
+
+
+
+def _plan(frames: dict, model: str, ldtm: dict | None, dmn_cache: dict, kwargs: dict):
+    """The plan of one model's walk-forward (the DMN features computed once per target volatility)."""
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("progress", "backend")}
+    if model == "ldtm":
+        common = {k: v for k, v in kwargs.items() if k in _COMMON_WF_KEYS}
+        lk = dict(ldtm or {})
+        return _LdtmPlan(frames, **{**_LDTM_DEFAULTS, **common, **lk, "train": common.get("train") or TrainConfig()})
+    if "close" not in frames:
+        raise ValueError(f"frames needs a 'close' field for model {model!r}; got {sorted(frames)}")
+    kw = {**_POSITION_DEFAULTS, **kwargs}
+    kw["train"] = kw["train"] or TrainConfig()
+    membership = kw.pop("membership")
+    tv = kw["target_vol"]
+    if tv not in dmn_cache:
+        dmn_cache[tv] = _dmn_data(frames["close"], tv, ns=f"dmn{len(dmn_cache) or ''}", membership=membership)
+    return _PositionPlan(frames["close"], dmn_cache[tv], model=model, **kw)
+
+
+_POSITION_DEFAULTS = {
+    "test_end": None, "test_size": 252, "val_fraction": 0.1, "lookback": 63, "target_vol": TARGET_VOL, "hidden_size": 20,
+    "num_layers": 1, "dropout": 0.1, "n_heads": 4, "members": ("dmn_lstm", "momentum_transformer", "mlp"),
+    "ensemble_method": "stacked", "train": None, "train_start": None, "checkpoint_dir": None, "data_sha256": "", "membership": None,
+}
+""":func:`walk_forward`'s defaults (every keyword but ``test_start``, ``progress`` and ``backend``)."""
+
+_LDTM_DEFAULTS = {
+    "test_end": None, "test_size": 252, "val_fraction": 0.1, "lookback": 30, "hidden_size": 128, "num_layers": 2, "dropout": 0.2,
+    "horizons": FORECAST_HORIZONS, "path": "auto", "sample_stride": 1, "min_train_samples": 100, "chunk_size": 0, "train_start": None,
+    "checkpoint_dir": None, "data_sha256": "", "membership": None,
+}
+""":func:`walk_forward_ldtm`'s defaults (every keyword but ``test_start``, ``train``, ``progress`` and ``backend``)."""
 
 
 
@@ -493,9 +918,9 @@ def walk_forward_model(frames: dict, model: str, *, ldtm: dict | None = None, **
 
     ``model="ldtm"`` runs :func:`walk_forward_ldtm` on ``frames`` with the keys of ``kwargs`` it
     shares with :func:`walk_forward` (test dates and size, validation fraction, ``train``,
-    checkpoints, data sha256, progress) plus ``ldtm`` (its own settings, e.g. ``hidden_size``,
-    ``lookback``, ``sample_stride``); every other name runs :func:`walk_forward` on
-    ``frames["close"]`` with ``kwargs``.
+    checkpoints, data sha256, progress, backend) plus ``ldtm`` (its own settings, e.g.
+    ``hidden_size``, ``lookback``, ``sample_stride``, ``chunk_size``); every other name runs
+    :func:`walk_forward` on ``frames["close"]`` with ``kwargs``.
 
     Parameters
     ----------
@@ -516,6 +941,43 @@ def walk_forward_model(frames: dict, model: str, *, ldtm: dict | None = None, **
 
 
 
+def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, ldtm: dict | None = None, backend=None,
+                        progress: bool = True, **kwargs) -> dict:
+    """Walk-forward training of several models at once: every (model, fold) fit of every model is
+    one task in a single batch run by ``backend`` (so a pool or cluster is kept busy across
+    models, the longest tasks first), a fit shared by two models (the ensemble's DMN member and
+    the stand-alone DMN LSTM of the same fold, seed and settings) runs once, and the ensembles'
+    combinations follow as a second batch. Each model's result equals
+    :func:`walk_forward_model`'s for the same arguments.
+
+    Parameters
+    ----------
+    frames : dict of aligned ``(T, N)`` DataFrames by field (:func:`kit.data.wide_fields`).
+    models : model names (any of the catalogue's position models, ``ensemble``, ``ldtm``).
+    per_model : ``{name: {keyword: value}}`` overriding ``kwargs`` for one model (e.g. searched
+        hyperparameters).
+    ldtm, kwargs : as :func:`walk_forward_model`.
+
+    Returns
+    -------
+    dict name -> :class:`WalkForwardResult`, in the order of ``models``.
+
+    Raises
+    ------
+    ValueError
+        Unknown model or backend, a missing field, a duplicate model name.
+    LeakageError
+        A fold leaks (never with :func:`walk_forward_splits`).
+    """
+    models = list(models)
+    if len(set(models)) != len(models):
+        raise ValueError(f"models must not repeat a name, got {models}")
+    cache: dict = {}
+    plans = [_plan(frames, m, ldtm, cache, {**kwargs, **((per_model or {}).get(m) or {})}) for m in models]
+    return dict(zip(models, _execute(plans, backend, progress), strict=True))
+
+
+
 @dataclass
 class WalkForwardSettings:
     """The walk-forward settings a profile gives the training and backtest notebooks, in one object:
@@ -530,8 +992,9 @@ class WalkForwardSettings:
     target_vol : annualised volatility target of the training target. hidden_size, num_layers,
     dropout, n_heads : architecture (``d_model = hidden_size`` for the Transformer). members,
     ensemble_method : the ensemble's members and weighting. epochs (maximum), patience, batch_size,
-    lr, max_grad_norm, seed : optimisation. ldtm_hidden_size, ldtm_lookback, ldtm_sample_stride : the
-    per-ticker forecasters.
+    lr, max_grad_norm, seed : optimisation. ldtm_hidden_size, ldtm_lookback, ldtm_sample_stride,
+    ldtm_chunk_size : the per-ticker forecasters (``ldtm_chunk_size`` symbols per task, 0: a fold's
+    symbols in one task).
     """
 
     test_start: str = "2016-01-01"
@@ -554,13 +1017,14 @@ class WalkForwardSettings:
     ldtm_hidden_size: int = 128
     ldtm_lookback: int = 30
     ldtm_sample_stride: int = 5
+    ldtm_chunk_size: int = 0
 
     _RULES = {
         "test_size": (int, 1, None), "val_fraction": (float, 1e-9, 0.5), "lookback": (int, 1, None), "target_vol": (float, 1e-9, None),
         "hidden_size": (int, 1, None), "num_layers": (int, 1, None), "dropout": (float, 0.0, 0.999999), "n_heads": (int, 1, None),
         "epochs": (int, 1, None), "patience": (int, 1, None), "batch_size": (int, 1, None), "lr": (float, 1e-12, None),
         "max_grad_norm": (float, 1e-12, None), "seed": (int, 0, None), "ldtm_hidden_size": (int, 1, None), "ldtm_lookback": (int, 1, None),
-        "ldtm_sample_stride": (int, 1, None),
+        "ldtm_sample_stride": (int, 1, None), "ldtm_chunk_size": (int, 0, None),
     }
 
     @classmethod
@@ -610,18 +1074,39 @@ class WalkForwardSettings:
         base.update({k: v for k, v in overrides.items() if k in base})
         return TrainConfig(**base)
 
-    def run(self, frames: dict, name: str, *, hyper: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
-            progress: bool = True, membership: pd.DataFrame | None = None) -> WalkForwardResult:
-        """Train model ``name`` walk-forward on ``frames`` (:func:`walk_forward_model`) with these
-        settings; ``hyper`` overrides ``hidden_size``, ``dropout``, ``batch_size``, ``lr`` and
-        ``max_grad_norm`` (e.g. a search's best parameters); ``membership`` restricts every decision
-        date to that day's index members (:func:`walk_forward`)."""
+    def _kwargs(self, hyper: dict | None, checkpoint_dir, data_sha256: str, membership=None) -> dict:
         h = {"hidden_size": self.hidden_size, "dropout": self.dropout, **(hyper or {})}
-        return walk_forward_model(
-            frames, name,
-            ldtm={"hidden_size": self.ldtm_hidden_size, "lookback": self.ldtm_lookback, "sample_stride": self.ldtm_sample_stride},
+        return dict(
+            membership=membership,
             members=self.members, ensemble_method=self.ensemble_method, n_heads=self.n_heads, test_start=self.test_start,
             test_size=self.test_size, val_fraction=self.val_fraction, lookback=self.lookback, target_vol=self.target_vol,
             hidden_size=h["hidden_size"], num_layers=self.num_layers, dropout=h["dropout"], train=self.train_config(**(hyper or {})),
-            checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress, membership=membership,
+            checkpoint_dir=checkpoint_dir, data_sha256=data_sha256,
         )
+
+    def _ldtm(self) -> dict:
+        return {"hidden_size": self.ldtm_hidden_size, "lookback": self.ldtm_lookback, "sample_stride": self.ldtm_sample_stride,
+                "chunk_size": self.ldtm_chunk_size}
+
+    def run(self, frames: dict, name: str, *, hyper: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
+            progress: bool = True, backend=None, membership: pd.DataFrame | None = None) -> WalkForwardResult:
+        """Train model ``name`` walk-forward on ``frames`` (:func:`walk_forward_model`) with these
+        settings; ``hyper`` overrides ``hidden_size``, ``dropout``, ``batch_size``, ``lr`` and
+        ``max_grad_norm`` (e.g. a search's best parameters); ``backend`` runs the tasks (default
+        serial; see :func:`walk_forward`); ``membership`` restricts every decision date to that
+        day's index members."""
+        return walk_forward_model(frames, name, ldtm=self._ldtm(), progress=progress, backend=backend,
+                                  **self._kwargs(hyper, checkpoint_dir, data_sha256, membership))
+
+    def run_models(self, frames: dict, names, *, hypers: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
+                   progress: bool = True, backend=None, membership: pd.DataFrame | None = None) -> dict:
+        """Train every model in ``names`` with these settings as one batch of tasks
+        (:func:`walk_forward_models`); ``hypers`` maps a model name to its overrides (as ``hyper``
+        of :meth:`run`). Each model's result equals :meth:`run`'s. Returns name -> result."""
+        base = self._kwargs(None, checkpoint_dir, data_sha256, membership)
+        per_model = {}
+        for n, hyper in (hypers or {}).items():
+            if hyper:
+                kw = self._kwargs(hyper, checkpoint_dir, data_sha256)
+                per_model[n] = {k: v for k, v in kw.items() if k in ("hidden_size", "dropout", "train")}
+        return walk_forward_models(frames, names, per_model=per_model, ldtm=self._ldtm(), backend=backend, progress=progress, **base)
