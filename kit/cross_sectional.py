@@ -244,10 +244,12 @@ def decile_long_short_weights(
     ``gross / 2`` of equity and the bottom bucket sold with ``gross / 2``: dollar-neutral (weights
     sum to 0) with gross exposure ``gross`` (0.5 long, 0.5 short by default). Ties: a group of
     tied scores that reaches into the top (bottom) bucket joins that leg whole (its highest rank
-    decides for the top leg, its lowest for the bottom leg), so tied names are treated alike and a
-    leg is never empty; a leg can then hold more than ``n / n_quantiles`` names. (A ranker trained
-    with NDCG, which rewards the top of the list, often ties many names at the bottom.) Without
-    ties the legs are exactly the top and bottom buckets of :func:`quantile_buckets`.
+    decides for the top leg, its lowest for the bottom leg), so tied names are treated alike; a
+    leg can then hold more than ``n / n_quantiles`` names (a ranker trained with NDCG, which
+    rewards the top of the list, often ties many names at the bottom). A tied group that reaches
+    into both legs (e.g. the big middle group of an early-stopped model with three distinct
+    outputs) joins neither. Without ties the legs are exactly the top and bottom buckets of
+    :func:`quantile_buckets`.
 
     - ``vol_scale=False``: equal weights within each leg, ``+-gross / (2 n_leg)``
       (Jegadeesh & Titman, 1993).
@@ -263,9 +265,8 @@ def decile_long_short_weights(
     0) from that date and not replaced until the next rebalance, so the book is exactly
     dollar-neutral on rebalance dates and may be slightly net long or short in between.
     Dates before the first rebalance date get weight 0. Rebalance dates with fewer than
-    ``min_names`` eligible assets, or where one tied group would be in both legs (e.g. a model
-    whose scores are nearly constant), get weight 0 until the next rebalance: the book is never
-    one-sided.
+    ``min_names`` eligible assets, or where ties leave a leg empty (e.g. all scores equal), get
+    weight 0 until the next rebalance: the book is never one-sided.
 
     Parameters
     ----------
@@ -316,11 +317,13 @@ def decile_long_short_weights(
     with np.errstate(divide="ignore", invalid="ignore"):
         top = np.ceil(n_quantiles * sub.rank(axis=1, method="max").to_numpy() / n_elig[:, None] - 1e-12) >= n_quantiles
         bottom = np.ceil(n_quantiles * sub.rank(axis=1, method="min").to_numpy() / n_elig[:, None] - 1e-12) <= 1
+    both = top & bottom  # a tied group reaching into both legs is neither a winner nor a loser
+    top, bottom = top & ~both, bottom & ~both
     rows = np.zeros((len(reb), N))
     for k in range(len(reb)):
         legs = ((top[k], 1.0), (bottom[k], -1.0))
-        if n_elig[k] < min_names or (top[k] & bottom[k]).any():
-            continue  # too few names, or one tied group spans both legs: no book
+        if n_elig[k] < min_names or not (top[k].any() and bottom[k].any()):
+            continue  # too few names, or ties leave a leg empty: no book rather than a one-sided one
         for leg, sign in legs:
             raw = 1.0 / vol[reb[k]][leg] if vol_scale else np.ones(int(leg.sum()))
             rows[k, leg] = sign * 0.5 * gross * raw / raw.sum()

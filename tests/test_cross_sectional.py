@@ -119,6 +119,10 @@ def test_ties_join_a_leg_whole_and_a_fully_tied_or_thin_cross_section_gives_no_b
     row = cs.decile_long_short_weights(flat, None, reb, n_quantiles=5).loc[reb[0]]
     # six names tied at the bottom: all six are shorted alike; the top quintile is S8, S9
     np.testing.assert_allclose(row.to_numpy(), np.r_[np.full(6, -0.5 / 6), 0.0, 0.0, 0.25, 0.25])
+    middle = pd.DataFrame(np.r_[-1.0, np.zeros(8), 1.0][None].repeat(25, 0), index=idx, columns=cols)
+    row = cs.decile_long_short_weights(middle, None, reb, n_quantiles=5).loc[reb[0]]
+    # eight names tied in the middle reach into both quintile legs: they join neither
+    np.testing.assert_allclose(row.to_numpy(), np.r_[-0.5, np.zeros(8), 0.5])
     tied = pd.DataFrame(np.zeros((25, 10)), index=idx, columns=cols)
     assert (cs.decile_long_short_weights(tied, None, reb, n_quantiles=5) == 0).all().all()
     few = pd.DataFrame(np.arange(10.0)[None].repeat(25, 0), index=idx, columns=cols)

@@ -248,6 +248,18 @@ def test_ranker_respects_the_membership_mask():
     assert np.isnan(res.scores.to_numpy()[:, :5]).all()
     assert (res.weights.iloc[:, :5] == 0).all().all()
     assert res.weights.iloc[:, 5:].abs().sum().sum() > 0
+    vs = trees.walk_forward_ranker(close, features=feats, membership=mask, vol_scale=True, test_start=close.index[450], test_size=250, n_estimators=30, early_stopping_rounds=5, n_threads=1)
+    w = vs.weights[vs.weights.abs().sum(axis=1) > 0]
+    assert len(w) > 0 and np.allclose(w.clip(lower=0).sum(axis=1), 0.5) and np.allclose(w.clip(upper=0).sum(axis=1), -0.5)
+
+
+def test_walk_forward_trees_respect_the_membership_mask():
+    fa, close, _ = _planted_daily(T=500, N=6)
+    mask = np.ones(close.shape, bool)
+    mask[:, 0] = False
+    res = trees.walk_forward_trees(fa, close, membership=mask, test_start=close.index[400], test_size=100, n_estimators=20, early_stopping_rounds=5, n_threads=1)
+    assert np.isnan(res.positions.to_numpy()[:, 0]).all() and np.isfinite(res.positions.to_numpy()[400:, 1:]).all()
+    assert res.folds["train_rows"].iloc[0] < 5 * 400  # symbol 0 never trained on
 
 
 # ------------------------------------------------------------------------------------------------
