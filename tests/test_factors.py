@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kit import factors
+from kit.analytics import factors
 
 IDX = pd.bdate_range("2020-01-01", periods=40)
 

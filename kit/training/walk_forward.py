@@ -26,16 +26,21 @@ from ..features import (
 )
 from ..models import (
     POSITION_MODELS,
+    TREE_KINDS,
+    TREE_MODELS,
     PositionEnsemble,
     ensemble_weights,
     make_model,
+    model_kind,
     save_bundle,
     save_checkpoint,
 )
+from .results import FoldPredictions, WalkForwardResult
 from .splits import LeakageError, count_leakage, walk_forward_splits
 from .trainer import TrainConfig, Trainer, set_seed
 
 __all__ = [
+    "FoldPredictions",
     "WalkForwardResult",
     "WalkForwardSettings",
     "predict_positions",
@@ -46,25 +51,6 @@ __all__ = [
     "walk_forward_ldtm",
     "walk_forward_model",
 ]
-
-
-
-@dataclass
-class WalkForwardResult:
-    """Stitched out-of-sample positions ``(T_test, N)``, one log row per fold (per member for an
-    ensemble), the training curves, and the last fold's model (for interpretation plots)."""
-
-    positions: pd.DataFrame
-    folds: pd.DataFrame
-    feature_names: list
-    ex_ante_vol: pd.DataFrame
-    config: dict
-    history: pd.DataFrame = None
-    last_model: torch.nn.Module = None
-    features: np.ndarray = None
-    forecasts: dict = None
-    """Forecasters only (LDTM): ``{horizon: (T_test, N) DataFrame}`` of out-of-sample forecast
-    returns ``close_{t+h} / close_t - 1`` made at each decision date t; ``None`` for position models."""
 
 
 
@@ -144,7 +130,7 @@ def walk_forward(
     dates = close.index
     splits = walk_forward_splits(dates, test_start, test_size, test_end, val_fraction, horizon=1, train_start=train_start)
     valid = np.isfinite(X).all(axis=-1) & np.isfinite(y)
-    logs, blocks, curves = [], [], []
+    logs, blocks, curves, fold_preds = [], [], [], []
     last_model = None
     iterator = splits
     if progress:
@@ -204,6 +190,10 @@ def walk_forward(
             net = fitted[0]
         pos = predict_positions(net, X, *split.test, lookback)
         blocks.append(pd.DataFrame(pos, index=dates[split.test[0] : split.test[1]], columns=close.columns))
+        val_grid, test_grid = np.full(y.shape, np.nan), np.full(y.shape, np.nan)
+        val_grid[split.val[0] : split.val[1]] = predict_positions(net, X, *split.val, lookback)
+        test_grid[split.test[0] : split.test[1]] = pos
+        fold_preds.append(FoldPredictions.from_arrays(split.fold, val_grid, test_grid))
         last_model = net
     positions = pd.concat(blocks)
     config = {
@@ -222,7 +212,7 @@ def walk_forward(
         "n_heads": n_heads,
         "train": asdict(train),
     }
-    return WalkForwardResult(positions, pd.DataFrame(logs), names, vol, config, pd.DataFrame(curves), last_model, X)
+    return WalkForwardResult(positions, pd.DataFrame(logs), names, vol, config, pd.DataFrame(curves), last_model, X, fold_predictions=fold_preds)
 
 
 
@@ -460,14 +450,20 @@ _COMMON_WF_KEYS = ("test_start", "test_end", "test_size", "val_fraction", "train
 
 
 
-def walk_forward_model(frames: dict, model: str, *, ldtm: dict | None = None, **kwargs) -> WalkForwardResult:
+def walk_forward_model(
+    frames: dict, model: str, *, ldtm: dict | None = None, tree: dict | None = None, previous: dict | None = None, **kwargs
+) -> WalkForwardResult:
     """Walk-forward training of any model of the kit by name, for notebooks.
 
     ``model="ldtm"`` runs :func:`walk_forward_ldtm` on ``frames`` with the keys of ``kwargs`` it
     shares with :func:`walk_forward` (test dates and size, validation fraction, ``train``,
     checkpoints, data sha256, progress) plus ``ldtm`` (its own settings, e.g. ``hidden_size``,
-    ``lookback``, ``sample_stride``); every other name runs :func:`walk_forward` on
-    ``frames["close"]`` with ``kwargs``.
+    ``lookback``, ``sample_stride``); tree, ranker and stack models (catalogue kinds
+    :data:`kit.models.TREE_KINDS`) run :func:`kit.training.trees.walk_forward_tree_model` with the
+    shared keys plus ``tree`` (its settings: ``horizon``, ``n_quantiles``, ``rebalance_freq``,
+    ``n_estimators``, ``early_stopping_rounds``, ``threads``, ``stack_members``,
+    ``stack_method``) and ``previous`` (results of this run a stack may reuse); every other name
+    runs :func:`walk_forward` on ``frames["close"]`` with ``kwargs``.
 
     Parameters
     ----------
@@ -482,6 +478,16 @@ def walk_forward_model(frames: dict, model: str, *, ldtm: dict | None = None, **
     if model == "ldtm":
         common = {k: v for k, v in kwargs.items() if k in _COMMON_WF_KEYS}
         return walk_forward_ldtm(frames, **common, **(ldtm or {}))
+    if model_kind(model) in TREE_KINDS:
+        from .trees import walk_forward_tree_model  # trees imports .results, not this module: no cycle
+
+        common = {k: v for k, v in kwargs.items() if k in _COMMON_WF_KEYS and k != "train"}
+        seed = kwargs["train"].seed if kwargs.get("train") is not None else 0
+
+        def train_member(name):
+            return walk_forward_model(frames, name, ldtm=ldtm, **kwargs)
+
+        return walk_forward_tree_model(frames, model, seed=seed, previous=previous, train_member=train_member, **common, **(tree or {}))
     if "close" not in frames:
         raise ValueError(f"frames needs a 'close' field for model {model!r}; got {sorted(frames)}")
     return walk_forward(frames["close"], model=model, **kwargs)
@@ -503,7 +509,12 @@ class WalkForwardSettings:
     dropout, n_heads : architecture (``d_model = hidden_size`` for the Transformer). members,
     ensemble_method : the ensemble's members and weighting. epochs (maximum), patience, batch_size,
     lr, max_grad_norm, seed : optimisation. ldtm_hidden_size, ldtm_lookback, ldtm_sample_stride : the
-    per-ticker forecasters.
+    per-ticker forecasters. n_quantiles, rebalance_freq : the rankers' relevance grades and book
+    quantiles, and their rebalance calendar (``"W"``, ``"M"``, ``"Q"``). tree_horizon : label
+    horizon of the daily tree models, trading days (1 next day, 5 next week). tree_rounds,
+    tree_early_stopping : boosting rounds and patience on validation. tree_threads : threads of
+    LightGBM / XGBoost (0: min(2, cpus)). stack_members, stack_method : the members of
+    ``tree_lstm_stack`` and its meta-learner (``nnls`` or ``sharpe``).
     """
 
     test_start: str = "2016-01-01"
@@ -526,13 +537,22 @@ class WalkForwardSettings:
     ldtm_hidden_size: int = 128
     ldtm_lookback: int = 30
     ldtm_sample_stride: int = 5
+    n_quantiles: int = 10
+    rebalance_freq: str = "M"
+    tree_horizon: int = 1
+    tree_rounds: int = 500
+    tree_early_stopping: int = 50
+    tree_threads: int = 0
+    stack_members: tuple = ("dmn_lstm", "xgb_direction")
+    stack_method: str = "nnls"
 
     _RULES = {
         "test_size": (int, 1, None), "val_fraction": (float, 1e-9, 0.5), "lookback": (int, 1, None), "target_vol": (float, 1e-9, None),
         "hidden_size": (int, 1, None), "num_layers": (int, 1, None), "dropout": (float, 0.0, 0.999999), "n_heads": (int, 1, None),
         "epochs": (int, 1, None), "patience": (int, 1, None), "batch_size": (int, 1, None), "lr": (float, 1e-12, None),
         "max_grad_norm": (float, 1e-12, None), "seed": (int, 0, None), "ldtm_hidden_size": (int, 1, None), "ldtm_lookback": (int, 1, None),
-        "ldtm_sample_stride": (int, 1, None),
+        "ldtm_sample_stride": (int, 1, None), "n_quantiles": (int, 2, None), "tree_horizon": (int, 1, None), "tree_rounds": (int, 1, None),
+        "tree_early_stopping": (int, 1, None), "tree_threads": (int, 0, None),
     }
 
     @classmethod
@@ -573,6 +593,18 @@ class WalkForwardSettings:
             kw["members"] = tuple(m)
         if kw.get("ensemble_method", "stacked") not in ("equal", "inverse_loss", "stacked"):
             raise ValueError(f"{where}: ensemble_method must be 'equal', 'inverse_loss' or 'stacked', got {kw['ensemble_method']!r}")
+        from ..features import REBALANCE_FREQUENCIES
+
+        if kw.get("rebalance_freq", "M") not in REBALANCE_FREQUENCIES:
+            raise ValueError(f"{where}: rebalance_freq must be one of {REBALANCE_FREQUENCIES}, got {kw['rebalance_freq']!r}")
+        if kw.get("stack_method", "nnls") not in ("nnls", "sharpe"):
+            raise ValueError(f"{where}: stack_method must be 'nnls' or 'sharpe', got {kw['stack_method']!r}")
+        if "stack_members" in kw:
+            m = kw["stack_members"]
+            allowed = list(POSITION_MODELS) + [n for n, v in TREE_MODELS.items() if v[2] not in ("rank", "cs_regression")]
+            if isinstance(m, str) or len(m) < 2 or not all(x in allowed for x in m):
+                raise ValueError(f"{where}: stack_members must list at least 2 of {allowed}, got {m!r}")
+            kw["stack_members"] = tuple(m)
         return cls(**kw)
 
     def train_config(self, **overrides) -> TrainConfig:
@@ -582,14 +614,21 @@ class WalkForwardSettings:
         base.update({k: v for k, v in overrides.items() if k in base})
         return TrainConfig(**base)
 
+    def tree_settings(self) -> dict:
+        """The ``tree`` settings of :func:`walk_forward_model` (tree, ranker and stack models)."""
+        return {"horizon": self.tree_horizon, "n_quantiles": self.n_quantiles, "rebalance_freq": self.rebalance_freq,
+                "n_estimators": self.tree_rounds, "early_stopping_rounds": self.tree_early_stopping, "threads": self.tree_threads or None,
+                "stack_members": self.stack_members, "stack_method": self.stack_method}
+
     def run(self, frames: dict, name: str, *, hyper: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
-            progress: bool = True) -> WalkForwardResult:
+            progress: bool = True, previous: dict | None = None) -> WalkForwardResult:
         """Train model ``name`` walk-forward on ``frames`` (:func:`walk_forward_model`) with these
         settings; ``hyper`` overrides ``hidden_size``, ``dropout``, ``batch_size``, ``lr`` and
-        ``max_grad_norm`` (e.g. a search's best parameters)."""
+        ``max_grad_norm`` (e.g. a search's best parameters); ``previous`` (name -> result of this
+        run) lets a stack reuse members trained already."""
         h = {"hidden_size": self.hidden_size, "dropout": self.dropout, **(hyper or {})}
         return walk_forward_model(
-            frames, name,
+            frames, name, tree=self.tree_settings(), previous=previous,
             ldtm={"hidden_size": self.ldtm_hidden_size, "lookback": self.ldtm_lookback, "sample_stride": self.ldtm_sample_stride},
             members=self.members, ensemble_method=self.ensemble_method, n_heads=self.n_heads, test_start=self.test_start,
             test_size=self.test_size, val_fraction=self.val_fraction, lookback=self.lookback, target_vol=self.target_vol,

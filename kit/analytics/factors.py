@@ -10,7 +10,7 @@ alphalens), called on its tidy ``(date, asset)`` frame:
   ``alphalens.performance.mean_return_by_quantile``;
 - top-minus-bottom spread: ``alphalens.performance.compute_mean_returns_spread``, which (since
   0.5) halves the difference so the spread is a gross-1 book (0.5 long, 0.5 short), the same
-  scale as :func:`kit.cross_sectional.decile_long_short_weights`;
+  scale as :func:`kit.portfolio.cross_sectional.decile_long_short_weights`;
 - factor rank autocorrelation: ``alphalens.performance.factor_rank_autocorrelation``;
 - turnover by quantile (share of names new to the quantile): ``alphalens.performance.quantile_turnover``.
 
@@ -22,14 +22,13 @@ Two deliberate departures from ``alphalens.utils.get_clean_factor_and_forward_re
 frame is built here; alphalens documents that this is allowed when the frame has its format):
 forward returns are :func:`kit.features.forward_returns`, ``close_{t+h} / close_t - 1`` with NaN
 across a missing price (alphalens forward-fills prices, so a delisted name earns 0 after its last
-price), and quantiles are :func:`kit.cross_sectional.quantile_buckets`, equal to alphalens'
+price), and quantiles are :func:`kit.features.quantile_buckets`, equal to alphalens'
 ``pd.qcut`` rule when the count is a multiple of the quantile count and there are no ties, but
 never failing on ties (``qcut`` drops such dates). The portfolio and the factor analysis thus
 bucket names identically.
 
 Timing: a score at t is known at the close of t; its forward return runs from the close of t to
-the close of t+h (the kit's convention). Imports from the flat kit: :mod:`kit.features`,
-:mod:`kit.cross_sectional`.
+the close of t+h (the kit's convention).
 """
 
 from __future__ import annotations
@@ -40,8 +39,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import cross_sectional as _cs
-from . import features as _features
+from ..features import forward_returns, quantile_buckets
 
 __all__ = [
     "HORIZONS",
@@ -96,7 +94,7 @@ def factor_data(
     horizons : forward-return horizons in trading days (columns ``"1D"``, ``"5D"``, ...: alphalens
         names; here they count trading days, not calendar days).
     membership : optional (T, N) bool point-in-time universe; scores outside it are dropped.
-    n_quantiles : quantile buckets per date (:func:`kit.cross_sectional.quantile_buckets`).
+    n_quantiles : quantile buckets per date (:func:`kit.features.quantile_buckets`).
 
     Returns
     -------
@@ -122,11 +120,11 @@ def factor_data(
             raise ValueError(f"membership has shape {m.shape}, scores {s.shape}")
         s = s.where(m)
     s = s.where(np.isfinite(s.to_numpy()))
-    fwd = _features.forward_returns(close, horizons).values  # (T, N, H)
+    fwd = forward_returns(close, horizons).values  # (T, N, H)
     sv = s.to_numpy()
     keep = np.isfinite(sv) & np.isfinite(fwd).all(axis=2)
     # bucketed after dropping rows without every forward return, as alphalens' get_clean_factor
-    q = _cs.quantile_buckets(s, keep, n_quantiles).to_numpy()
+    q = quantile_buckets(s, keep, n_quantiles).to_numpy()
     ti, ni = np.nonzero(keep)
     n_scores = int(np.isfinite(sv).sum())
     if len(ti) == 0:
@@ -229,7 +227,7 @@ def _nw_lags(fd: pd.DataFrame, col: str) -> int:
     return max(int(math.ceil(h / spacing - 1e-9)) - 1, 0)
 
 
-def ic_summary(fd: pd.DataFrame, method: str = "spearman") -> pd.DataFrame:
+def ic_summary(fd: pd.DataFrame, method: str = "spearman", ic: pd.DataFrame | None = None) -> pd.DataFrame:
     """IC statistics per horizon: alphalens' information table plus a Newey-West t-stat.
 
     Columns: ``IC Mean``, ``IC Std.``, ``Risk-Adjusted IC`` (mean / std), ``t-stat(IC)`` and
@@ -238,12 +236,14 @@ def ic_summary(fd: pd.DataFrame, method: str = "spearman") -> pd.DataFrame:
     ``t-stat(IC) NW`` (:func:`newey_west_tstat` with ``nw_lags`` = the number of overlapping
     forward-return windows, ``ceil(h / spacing) - 1``) and ``n_dates``.
 
+    ``ic``: the per-date ICs of ``method`` when computed already (:func:`information_coefficient`).
+
     Returns
     -------
     DataFrame indexed by horizon column (``"1D"``, ...).
     """
     _, plotting = _alphalens()
-    ic = information_coefficient(fd, method)
+    ic = information_coefficient(fd, method) if ic is None else ic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = plotting.plot_information_table(ic, return_df=True)
@@ -254,16 +254,18 @@ def ic_summary(fd: pd.DataFrame, method: str = "spearman") -> pd.DataFrame:
     return table
 
 
-def ic_decay(fd: pd.DataFrame) -> pd.DataFrame:
+def ic_decay(fd: pd.DataFrame, rank_summary: pd.DataFrame | None = None, pearson_summary: pd.DataFrame | None = None) -> pd.DataFrame:
     """IC decay: mean Pearson IC and mean rank IC by horizon, with Newey-West t-stats.
+
+    ``rank_summary`` and ``pearson_summary``: the :func:`ic_summary` tables when computed already.
 
     Returns
     -------
     DataFrame indexed by horizon in trading days (int) with ``ic``, ``ic_t_nw``, ``rank_ic``,
     ``rank_ic_t``, ``rank_ic_t_nw``.
     """
-    rank = ic_summary(fd, "spearman")
-    lin = ic_summary(fd, "pearson")
+    rank = ic_summary(fd, "spearman") if rank_summary is None else rank_summary
+    lin = ic_summary(fd, "pearson") if pearson_summary is None else pearson_summary
     out = pd.DataFrame(
         {
             "ic": lin["IC Mean"],
@@ -374,7 +376,8 @@ def factor_report(
     fd = factor_data(scores, close, horizons, membership, n_quantiles)
     mean_q, se_q = quantile_returns(fd)
     spread, spread_summary = long_short_spread(fd)
-    rank_sum = ic_summary(fd, "spearman")
+    ic_rank, ic_lin = information_coefficient(fd, "spearman"), information_coefficient(fd, "pearson")
+    rank_sum, lin_sum = ic_summary(fd, "spearman", ic_rank), ic_summary(fd, "pearson", ic_lin)
     ac = rank_autocorrelation(fd)
     to = quantile_turnover(fd)
     top, bottom = int(fd["factor_quantile"].max()), 1
@@ -383,15 +386,16 @@ def factor_report(
         summary[f"rank_ic_{c}"] = float(rank_sum.loc[c, "IC Mean"])
         summary[f"rank_ic_t_nw_{c}"] = float(rank_sum.loc[c, "t-stat(IC) NW"])
         summary[f"spread_{c}"] = float(spread_summary.loc[c, "mean"])
+    summary["ic_1D" if "1D" in lin_sum.index else f"ic_{lin_sum.index[0]}"] = float(lin_sum["IC Mean"].iloc[0])
     summary["turnover_top"] = float(to[top].mean())
     summary["turnover_bottom"] = float(to[bottom].mean())
     return {
         "factor_data": fd,
-        "ic": information_coefficient(fd, "pearson"),
-        "rank_ic": information_coefficient(fd, "spearman"),
-        "ic_summary": ic_summary(fd, "pearson"),
+        "ic": ic_lin,
+        "rank_ic": ic_rank,
+        "ic_summary": lin_sum,
         "rank_ic_summary": rank_sum,
-        "ic_decay": ic_decay(fd),
+        "ic_decay": ic_decay(fd, rank_sum, lin_sum),
         "quantile_returns": mean_q,
         "quantile_returns_se": se_q,
         "spread": spread,
