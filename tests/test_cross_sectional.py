@@ -372,3 +372,25 @@ def test_compare_strategies_takes_weights_beside_positions_with_one_book_target(
     assert net <= 0.95 + 1e-12 and res["cs"].weights.abs().sum(axis=1).max() <= 3.0 + 1e-12
     with pytest.raises(ValueError, match="both as positions and as weights"):
         portfolio.compare_strategies(close, {"cs": pos}, ann, weights={"cs": w})
+
+
+def test_benchmark_comparison_asks_the_active_return_and_deflates_it():
+    from kit.analytics import benchmark_comparison, deflated_sharpe_ratio, sharpe_ratio
+
+    rng = np.random.default_rng(5)
+    idx = pd.bdate_range("2010-01-01", periods=2520)
+    bench = pd.Series(rng.normal(0.0003, 0.01, len(idx)), index=idx)
+    rets = {
+        "CS momentum": bench,
+        "skilled": bench + rng.normal(0.0006, 0.003, len(idx)),  # active Sharpe about 3
+        "noise": bench + rng.normal(0.0, 0.003, len(idx)),  # no skill beyond the benchmark
+    }
+    table = benchmark_comparison(rets, {"skilled": "CS momentum", "noise": "CS momentum"}, n_trials=20)
+    a = rets["skilled"] - bench
+    assert table.loc["skilled", "active_sharpe"] == pytest.approx(sharpe_ratio(a))
+    assert table.loc["skilled", "active_dsr"] == pytest.approx(deflated_sharpe_ratio(a, 20))
+    assert table.loc["skilled", "active_ci_low"] < table.loc["skilled", "active_sharpe"] < table.loc["skilled", "active_ci_high"]
+    assert bool(table.loc["skilled", "beats_benchmark"]) and not bool(table.loc["noise", "beats_benchmark"])
+    assert table.loc["noise", "benchmark"] == "CS momentum" and table.loc["noise", "days"] == len(idx)
+    with pytest.raises(ValueError, match="not one of the strategies"):
+        benchmark_comparison(rets, {"skilled": "Long only"}, n_trials=3)

@@ -9,6 +9,7 @@ from .evaluation import fold_metrics, oos_metrics
 from .factors import factor_data, factor_report, newey_west_tstat
 from .performance import (
     avg_profit_over_avg_loss,
+    benchmark_comparison,
     downside_deviation,
     drawdown,
     hit_rate,
@@ -48,6 +49,7 @@ __all__ = [
     "fold_metrics",
     "oos_metrics",
     "avg_profit_over_avg_loss",
+    "benchmark_comparison",
     "downside_deviation",
     "drawdown",
     "hit_rate",

@@ -3,7 +3,10 @@
 The statistics are alphalens' (alphalens-reloaded 0.5.1, the maintained fork of Quantopian's
 alphalens), called on its tidy ``(date, asset)`` frame:
 
-- rank IC per date: ``alphalens.performance.factor_information_coefficient`` (Spearman);
+- rank IC per date: the Spearman correlation of ``alphalens.performance.factor_information_coefficient``
+  (``scipy.stats.spearmanr`` per date), computed here as the Pearson correlation of the within-date
+  average ranks (the same number, tested equal to alphalens'; alphalens' per-date loop took 30 s
+  on 100 stocks x 2,600 days, this takes well under a second);
 - IC summary (mean, std, risk-adjusted IC, t-stat, p-value, skew, kurtosis):
   ``alphalens.plotting.plot_information_table(..., return_df=True)``;
 - mean forward return by quantile (with standard errors), by date or pooled:
@@ -147,11 +150,12 @@ def factor_data(
 def information_coefficient(fd: pd.DataFrame, method: str = "spearman") -> pd.DataFrame:
     """Per-date information coefficient between the factor and each forward return.
 
-    ``spearman`` (rank IC): ``alphalens.performance.factor_information_coefficient``, the Spearman
-    correlation across assets on each date. ``pearson``: the Pearson correlation
-    ``sum (f - f_bar)(r - r_bar) / sqrt(sum (f - f_bar)^2 sum (r - r_bar)^2)`` across assets
-    (computed here; alphalens has only the rank IC). NaN on dates with fewer than 2 assets or no
-    dispersion.
+    ``pearson``: the Pearson correlation
+    ``sum (f - f_bar)(r - r_bar) / sqrt(sum (f - f_bar)^2 sum (r - r_bar)^2)`` across assets on
+    each date (alphalens has only the rank IC). ``spearman`` (rank IC): the same on the factor's
+    and the returns' within-date average ranks (ties share their mean rank), which is
+    ``scipy.stats.spearmanr`` and so alphalens' ``factor_information_coefficient`` (tested equal).
+    NaN on dates with fewer than 2 assets or no dispersion.
 
     Parameters
     ----------
@@ -168,19 +172,13 @@ def information_coefficient(fd: pd.DataFrame, method: str = "spearman") -> pd.Da
         Unknown ``method``.
     """
     cols = _horizon_columns(fd)
-    if method == "spearman":
-        perf, _ = _alphalens()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant inputs: scipy warns and returns NaN
-            ic = perf.factor_information_coefficient(fd[cols + ["factor", "factor_quantile"]])
-        return ic[cols]
-    if method == "pearson":
-        f = fd["factor"]
+    if method in ("spearman", "pearson"):
         g = fd.index.get_level_values("date")
+        f = fd["factor"].groupby(g).rank(method="average") if method == "spearman" else fd["factor"]
         fc = f - f.groupby(g).transform("mean")
         out = {}
         for c in cols:
-            r = fd[c]
+            r = fd[c].groupby(g).rank(method="average") if method == "spearman" else fd[c]
             rc = r - r.groupby(g).transform("mean")
             num = (fc * rc).groupby(g).sum()
             den = np.sqrt((fc**2).groupby(g).sum() * (rc**2).groupby(g).sum())
