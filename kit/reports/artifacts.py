@@ -52,7 +52,7 @@ __all__ = [
 
 TABLES = (
     "folds", "training_curves", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
-    "factor_summary", "factor_ic_decay",
+    "factor_summary", "factor_ic_decay", "benchmark_comparison",
 )
 """The CSV tables a run may hold (``artifacts/<name>.csv``)."""
 
