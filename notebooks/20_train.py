@@ -19,6 +19,19 @@
 # the test blocks' positions are kept. Each fold's leakage count (training or validation rows whose
 # target reaches into a later block) is checked and must be 0. With `search_trials > 0` the
 # hyperparameters are first searched with optuna on dates before `test_start` only.
+#
+# **Trees and rankers** (`kit.training.trees`). Cross-sectional: on each month end every stock is a row
+# of that date's list; `lambdamart` (LightGBM LambdaMART, Poh, Lim, Zohren & Roberts, 2021) learns to
+# order the list by the next month's return decile from their inputs (returns over 3, 6 and 12 months
+# normalised by volatility, the normalised MACD set and its lags, the DMN inputs); `ranker_regression`
+# regresses the next month's return on the same rows (the pointwise baseline, so the value of ranking
+# is measured). Their positions are the book's legs: +1 for the top quantile, -1 for the bottom one.
+# Daily (seed 004): XGBoost and LightGBM models of the next day's (`tree_horizon`) direction or return,
+# or trained on seed 004's "dollar profit" objective, pooled over symbols on the DMN inputs and six
+# per-ticker indicators; positions `2p - 1`, `tanh(prediction / scale)` or `tanh(score)`. Each row is
+# embargoed by its own label horizon; early stopping on the validation block. `tree_lstm_stack`
+# combines a tree's and the DMN LSTM's positions with convex weights fitted on each fold's validation
+# block only (seed 004's combination).
 
 # %% tags=["parameters"]
 # Data and universe (defaults: the small smoke case that CI runs)
@@ -32,7 +45,7 @@ universe = "point_in_time"     # point_in_time: each decision date trains and tr
 cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 
 # Walk-forward and models
-models = ["dmn_lstm", "ldtm"]  # any of dmn_lstm, momentum_transformer, linear, mlp, ensemble, ldtm
+models = ["dmn_lstm", "ldtm", "lambdamart", "ranker_regression", "xgb_direction", "tree_lstm_stack"]  # the catalogue's names (kit.models.CATALOGUE)
 members = ["dmn_lstm", "linear", "mlp"]  # members when model is ensemble
 ensemble_method = "stacked"    # equal, inverse_loss or stacked (weights fitted on validation blocks only)
 n_heads = 4                    # Momentum Transformer attention heads (its d_model is hidden_size)
@@ -56,6 +69,16 @@ seed = 0
 ldtm_hidden_size = 16          # seed 003 uses 128, as the profiles do
 ldtm_lookback = 30             # window in trading days
 ldtm_sample_stride = 1         # keep every k-th overlapping training window (most recent first)
+
+# Gradient-boosted trees and rankers (seed 004; Poh et al., 2021)
+n_quantiles = 3                # rankers: relevance grades and book quantiles (deciles: 10, 6 symbols: 3)
+rebalance_freq = "M"           # rankers' rebalance calendar: W, M or Q
+tree_horizon = 1               # daily trees' label horizon in trading days (1 next day, 5 next week)
+tree_rounds = 200              # maximum boosting rounds (early stopping on the validation block)
+tree_early_stopping = 20       # rounds without improvement before stopping
+tree_threads = 0               # LightGBM / XGBoost threads (0: min(2, cpus))
+stack_members = ["dmn_lstm", "xgb_direction"]  # tree_lstm_stack: an LSTM and a tree
+stack_method = "nnls"          # the stack's meta-learner on validation blocks: nnls or sharpe
 
 # Registry: every trained model is registered as a candidate and put through the promotion gate
 registry_scope = ""            # empty: derived from the universe (registry.universe_scope)
@@ -83,7 +106,7 @@ import pandas as pd
 
 from kit import data, reports, training
 from kit import exec as kexec
-from kit.models import MODEL_LABELS
+from kit.models import MODEL_LABELS, model_kind
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
 loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
@@ -104,7 +127,7 @@ if search_trials > 0:
     # trials run as tasks on the backend; on several nodes the study lives in the kit's database (PostgreSQL)
     study_storage = kexec.study_storage(runner, reports.search_storage(out_dir), db_url or None)
     study_prefix = "search-" if runner.nodes == 1 else f"search-{Path(out_dir).name}-"
-    for name in [m for m in models if m not in ("ensemble", "ldtm")]:
+    for name in [m for m in models if model_kind(m) == "position"]:
         searches[name] = training.search_hyperparameters(
             close, model=name, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
             lookback=settings.lookback, target_vol=settings.target_vol, epochs=settings.epochs, patience=settings.patience,
@@ -119,15 +142,19 @@ configurations_tried = sum(searches[m].n_trials if m in searches else 1 for m in
 print(f"configurations tried: {configurations_tried}")
 
 # %%
-# every (model, fold) fit is one task; the backend runs them, this kernel writes checkpoints and the registry
+# every (model, fold) fit of the torch models is one task; the backend runs them, this kernel writes
+# checkpoints and the registry; tree, ranker and stack models follow in this kernel (a stack reuses
+# the members trained before it)
 results = settings.run_models(
     frames, models, hypers={n: s.best_params for n, s in searches.items()},
     checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None), backend=runner,
     membership=membership,
 )
-tasks = pd.concat([r.tasks for r in results.values()], ignore_index=True).drop_duplicates("task")  # one row per task run
-exec_info = {**next(iter(results.values())).config["exec"], "tasks": len(tasks), "task_seconds": round(float(tasks["seconds"].sum()), 1),
-             "tasks_per_node": tasks["node"].value_counts().to_dict()}
+tasked = [r for r in results.values() if r.tasks is not None]
+tasks = pd.concat([r.tasks for r in tasked], ignore_index=True).drop_duplicates("task") if tasked else pd.DataFrame()  # one row per task run
+exec_info = {**(tasked[0].config["exec"] if tasked else runner.describe()), "tasks": len(tasks),
+             "task_seconds": round(float(tasks["seconds"].sum()), 1) if len(tasks) else 0.0,
+             "tasks_per_node": tasks["node"].value_counts().to_dict() if len(tasks) else {}}
 runner.close()
 folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
 assert (folds["leakage_rows"] == 0).all()
@@ -136,7 +163,7 @@ folds.drop(columns=["checkpoint"], errors="ignore")
 # %% [markdown]
 # ## Training curves
 #
-# Training curves: the validation loss per epoch, one line per fold (minus the validation Sharpe ratio for the position models; for `ldtm` the multi-horizon MSE averaged over the per-ticker models); validation data serve model selection only. Early stopping keeps each fold's best epoch.
+# Training curves: the validation loss per epoch, one line per fold (minus the validation Sharpe ratio for the position models; for `ldtm` the multi-horizon MSE averaged over the per-ticker models; for trees and rankers the validation metric per boosting round, negated where higher is better, e.g. minus NDCG); validation data serve model selection only. Early stopping keeps each fold's best epoch or round. The stack has no curve: its weights are fitted once per fold.
 
 # %%
 hist = pd.concat([r.history for r in results.values()], ignore_index=True)
@@ -146,8 +173,10 @@ for ax, name in zip(axes[0], names):
     for fold, h in hist[hist["model"] == name].groupby("fold"):
         ax.plot(h["epoch"], h["val_loss"], lw=1)
     ax.set_title(MODEL_LABELS.get(name, name))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation MSE" if name == "ldtm" else "validation loss (minus Sharpe)")
+    tree = model_kind(name) in ("tree", "ranker")
+    ax.set_xlabel("boosting round" if tree else "epoch")
+    metric = hist.loc[hist["model"] == name, "metric"].iloc[0] if tree and "metric" in hist else ""
+    ax.set_ylabel(f"validation {metric} (minus if higher is better)" if tree else "validation MSE" if name == "ldtm" else "validation loss (minus Sharpe)")
 plt.tight_layout()
 
 # %% [markdown]
@@ -190,7 +219,7 @@ plt.tight_layout()
 
 # %%
 for name, r in results.items():
-    reports.save_model_outputs(out_dir, name, r.positions, r.forecasts)
+    reports.save_model_outputs(out_dir, name, r.positions, r.forecasts, r.scores)
 reports.save_table(out_dir, "folds", folds)
 reports.save_table(out_dir, "training_curves", hist)
 reports.save_table(out_dir, "tasks", tasks)
@@ -234,3 +263,6 @@ decisions
 # * Hyperparameters are fixed before the run, or searched on dates before `test_start` only; the number
 #   of configurations tried is recorded for the deflated Sharpe ratio.
 # * One seed per fold and model; a different seed gives different positions.
+# * A ranker's position is the leg it puts a stock in (+1 long, -1 short, 0 neither); the registry's
+#   direction accuracy scores those legs against each stock's next-day return, a time-series criterion
+#   that a market-neutral book is not built to meet. The ledger records the same legs as positions.

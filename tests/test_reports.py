@@ -116,7 +116,7 @@ def test_lock_prevents_overlapping_runs(tmp_path):
 def test_profiles_are_valid_and_complete():
     for name in ("smoke", "report", "daily", "full"):
         p = reports.load_profile(name)
-        assert p["notebooks"] == ["10_explore", "20_train", "30_backtest", "50_audit"]
+        assert p["notebooks"] == ["10_explore", "20_train", "30_backtest", "35_factors", "50_audit"]
         params = reports.notebook_parameters(p, "30_backtest", "/tmp/x")
         assert params["cost_bps"] > 0 and params["run_dir"] == "/tmp/x"
     report = reports.load_profile("report")["shared"]

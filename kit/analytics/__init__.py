@@ -1,11 +1,15 @@
 """Analytics: the Sharpe ratio with its intervals and the PSR/DSR family (:mod:`.sharpe`), the
 performance table and return statistics (:mod:`.performance`), one VaR/CVaR (:mod:`.risk`), stress
-tests and correlation (:mod:`.stress`), and model evaluation for the registry's gate
-(:mod:`.evaluation`). Returns are daily simple returns; statistics are annualised with 252 days."""
+tests and correlation (:mod:`.stress`), model evaluation for the registry's gate
+(:mod:`.evaluation`), and factor analysis of cross-sectional scores (:mod:`.factors`: information
+coefficients, quantile returns, turnover, IC decay). Returns are daily simple returns; statistics are annualised with 252 days."""
 
+from . import factors
 from .evaluation import fold_metrics, oos_metrics
+from .factors import factor_data, factor_report, newey_west_tstat
 from .performance import (
     avg_profit_over_avg_loss,
+    benchmark_comparison,
     downside_deviation,
     drawdown,
     hit_rate,
@@ -38,9 +42,14 @@ from .sharpe import (
 from .stress import rolling_average_correlation, stress_test
 
 __all__ = [
+    "factors",
+    "factor_data",
+    "factor_report",
+    "newey_west_tstat",
     "fold_metrics",
     "oos_metrics",
     "avg_profit_over_avg_loss",
+    "benchmark_comparison",
     "downside_deviation",
     "drawdown",
     "hit_rate",

@@ -34,7 +34,15 @@ from .sharpe import (
     sharpe_ratio_ci,
 )
 
-__all__ = ["downside_deviation", "avg_profit_over_avg_loss", "hit_rate", "information_ratio", "drawdown", "performance_table"]
+__all__ = [
+    "downside_deviation",
+    "avg_profit_over_avg_loss",
+    "hit_rate",
+    "information_ratio",
+    "drawdown",
+    "performance_table",
+    "benchmark_comparison",
+]
 
 
 
@@ -212,3 +220,68 @@ def performance_table(
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
+
+
+
+def benchmark_comparison(
+    returns: dict[str, pd.Series], benchmarks: dict[str, str], n_trials: int, level: float = 0.95, threshold: float = 0.95
+) -> pd.DataFrame:
+    """Each strategy against its proper benchmark, on their common dates.
+
+    The question "does the strategy beat its benchmark?" is asked of the daily active return
+    ``a_t = r_{s,t} - r_{b,t}`` (a long-short book against cross-sectional momentum, a long-only tilt
+    against long only): its annualised Sharpe ratio (the information ratio) with the Mertens (2002)
+    interval, its probabilistic Sharpe ratio against 0 and its deflated Sharpe ratio for
+    ``n_trials`` configurations (Bailey & Lopez de Prado, 2012, 2014). ``beats_benchmark`` is
+    ``active_dsr > threshold``: the active return's Sharpe ratio is above what the best of
+    ``n_trials`` skill-less configurations would show, at confidence ``threshold``.
+
+    Parameters
+    ----------
+    returns : name -> (T_s,) daily returns (strategies and benchmarks).
+    benchmarks : strategy name -> the name of its benchmark in ``returns`` (strategies not listed
+        are left out).
+    n_trials : configurations tried (every model, variant and benchmark of the comparison).
+    level : of the intervals. threshold : of the verdict.
+
+    Returns
+    -------
+    DataFrame, one row per strategy: ``benchmark``, ``days``, ``sharpe_ratio``,
+    ``benchmark_sharpe``, ``sharpe_difference``, ``deflated_sharpe_ratio`` (the strategy's own),
+    ``active_sharpe``, ``active_ci_low``, ``active_ci_high``, ``active_psr``, ``active_dsr``,
+    ``beats_benchmark`` (bool).
+
+    Raises
+    ------
+    ValueError
+        A strategy or benchmark name not in ``returns``, ``n_trials < 1``, or fewer than 3 common days.
+    """
+    if int(n_trials) != n_trials or n_trials < 1:
+        raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
+    rows = {}
+    for name, bench in benchmarks.items():
+        for key in (name, bench):
+            if key not in returns:
+                raise ValueError(f"{key!r} is not one of the strategies {list(returns)}")
+        both = pd.concat([pd.Series(returns[name], dtype="float64"), pd.Series(returns[bench], dtype="float64")], axis=1, join="inner").dropna()
+        if len(both) < 3:
+            raise ValueError(f"{name!r} and {bench!r} share {len(both)} days; need at least 3")
+        r, b = both.iloc[:, 0], both.iloc[:, 1]
+        a = r - b
+        valid = a.std(ddof=1) > 0
+        sr, lo, hi = sharpe_ratio_ci(a, level) if valid else (float("nan"),) * 3
+        rows[name] = {
+            "benchmark": bench,
+            "days": len(both),
+            "sharpe_ratio": sharpe_ratio(r),
+            "benchmark_sharpe": sharpe_ratio(b),
+            "sharpe_difference": sharpe_ratio(r) - sharpe_ratio(b),
+            "deflated_sharpe_ratio": deflated_sharpe_ratio(r, int(n_trials)) if r.std(ddof=1) > 0 else float("nan"),
+            "active_sharpe": sr,
+            "active_ci_low": lo,
+            "active_ci_high": hi,
+            "active_psr": probabilistic_sharpe_ratio(a) if valid else float("nan"),
+            "active_dsr": deflated_sharpe_ratio(a, int(n_trials)) if valid else float("nan"),
+        }
+        rows[name]["beats_benchmark"] = bool(valid and rows[name]["active_dsr"] > threshold)
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -7,10 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..conventions import TRADING_DAYS, VOL_SPAN
+from ..conventions import DMN_MACD_PAIRS, TRADING_DAYS, VOL_SPAN
 from . import kernels
 
-__all__ = ["daily_returns", "ex_ante_vol", "normalised_returns", "macd_signal", "symbol_indicators"]
+__all__ = [
+    "daily_returns",
+    "ex_ante_vol",
+    "normalised_returns",
+    "macd_signal",
+    "baz_response",
+    "macd_composite",
+    "symbol_indicators",
+]
 
 
 
@@ -45,6 +53,51 @@ def normalised_returns(close: pd.DataFrame, k: int, daily_vol: pd.DataFrame) -> 
 def macd_signal(close: pd.DataFrame, short: int, long: int, price_window: int = 63, signal_window: int = 252) -> pd.DataFrame:
     """Normalised MACD of Baz et al. (2015); see :func:`kit.features.kernels.macd_baz`."""
     return _like(kernels.macd_baz(close.to_numpy(dtype="float64"), short, long, price_window, signal_window), close)
+
+
+
+def baz_response(y):
+    """The response function of Baz et al. (2015): ``phi(y) = y exp(-y^2 / 4) / 0.89``.
+
+    It maps a normalised MACD ``y`` to a signal in about [-0.964, 0.964]
+    (``max |phi| = sqrt(2) exp(-1/2) / 0.89``). Shapes: any array or frame; float64; NaN stays NaN.
+    """
+    return y * np.exp(-(y**2) / 4.0) / 0.89
+
+
+
+def macd_composite(close: pd.DataFrame, pairs=DMN_MACD_PAIRS, price_window: int = 63, signal_window: int = 252) -> pd.DataFrame:
+    """The combined MACD signal of Baz et al. (2015): ``X_t = (1/K) sum_k phi(Y_t(S_k, L_k))``.
+
+    ``Y`` is :func:`macd_signal` for each ``(S_k, L_k)`` of ``pairs`` (default (8, 24), (16, 48),
+    (32, 96)) and ``phi`` is :func:`baz_response` (Lim, Zohren & Roberts, 2019, eq. 10-12). Used as
+    the time-series MACD benchmark's position (:func:`kit.portfolio.benchmarks.macd_positions`) and,
+    ranked across assets, as the cross-sectional MACD score (Poh et al., 2021).
+
+    Parameters
+    ----------
+    close : (T, N) adjusted closes.
+    pairs : (short, long) time scales in days.
+    price_window, signal_window : the two normalisation windows (63 and 252 days).
+
+    Returns
+    -------
+    (T, N) float64 DataFrame in about [-0.964, 0.964]; NaN until every pair's indicator exists
+    (``price_window + signal_window - 1`` valid prices).
+
+    Raises
+    ------
+    ValueError
+        ``pairs`` empty, or a pair with ``short >= long``.
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("pairs must name at least one (short, long) pair")
+    total = None
+    for short, long in pairs:
+        phi = baz_response(macd_signal(close, short, long, price_window, signal_window))
+        total = phi if total is None else total + phi
+    return total / len(pairs)
 
 
 

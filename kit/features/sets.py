@@ -26,7 +26,16 @@ import pandas as pd
 
 from . import kernels
 
-__all__ = ["FeatureSetSpec", "FEATURE_SETS", "FeatureArray", "feature_set", "dmn_features", "stack_features"]
+__all__ = [
+    "FeatureSetSpec",
+    "FEATURE_SETS",
+    "FeatureArray",
+    "feature_set",
+    "dmn_features",
+    "stack_features",
+    "TREE_LDTM_FEATURES",
+    "tree_features",
+]
 
 
 @dataclass(frozen=True)
@@ -156,3 +165,26 @@ def stack_features(features: dict[str, pd.DataFrame]) -> tuple[np.ndarray, list[
     arr = np.stack([features[n].to_numpy(dtype="float64") for n in names], axis=-1).astype(np.float32)
     return arr, names
 
+
+
+
+TREE_LDTM_FEATURES = ("log_ret_1", "log_ret_5", "rsi_14", "ma_ratio_5", "ma_ratio_10", "ma_ratio_20")
+"""The scale-free inputs of the ``ldtm`` set that the tree models use (raw price and volume levels are
+left out: pooled over symbols, a tree would split on a stock's price level)."""
+
+
+
+def tree_features(frames: dict[str, pd.DataFrame] | pd.DataFrame) -> FeatureArray:
+    """The tabular inputs of the gradient-boosted tree models (seed 004), ``(T, N, F)``: the 8 DMN
+    inputs and, when ``frames`` has every OHLCV field, the 6 scale-free per-ticker indicators of the
+    ``ldtm`` set (:data:`TREE_LDTM_FEATURES`); with a close frame only, the DMN inputs alone.
+
+    Every value at t uses prices up to t. Returns a :class:`FeatureArray` labelled like ``close``.
+    """
+    if isinstance(frames, pd.DataFrame):
+        frames = {"close": frames}
+    dmn = feature_set("dmn", frames)
+    if not all(f in frames for f in FEATURE_SETS["ldtm"].fields):
+        return dmn
+    per_ticker = feature_set("ldtm", frames).select(TREE_LDTM_FEATURES)
+    return FeatureArray(np.concatenate([dmn.values, per_ticker.values], axis=2), dmn.names + list(per_ticker.names), dmn.index, dmn.columns)

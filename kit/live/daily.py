@@ -227,11 +227,19 @@ def _position_model(model_row: dict, db):
     Raises
     ------
     PaperError
-        The model is a per-ticker forecaster bundle (the loop trades position models).
+        The model is a per-ticker forecaster bundle, or a tree, ranker or stack model (the loop
+        trades torch position models).
     """
+    import torch
+
     model, payload = registry.load_model(model_row["id"], db=db)
     if isinstance(model, ForecasterBundle):
         raise PaperError("the paper loop trades position models (dmn_lstm, momentum_transformer, linear, mlp, ensemble), not the ldtm forecaster")
+    if not isinstance(model, torch.nn.Module):
+        raise PaperError(
+            f"the active model {model_row.get('label')} is a {payload.get('format')} checkpoint ({payload['config'].get('model')}); the paper "
+            "loop trades torch position models (dmn_lstm, momentum_transformer, linear, mlp, ensemble), not tree, ranker or stack models"
+        )
     wf = (model_row.get("extra") or {}).get("walk_forward_config") or {}
     lookback = int(wf.get("lookback", wf.get("lookback", 63)))
     names = payload["members"][0]["feature_names"] if "members" in payload else payload["feature_names"]

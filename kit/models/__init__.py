@@ -1,5 +1,5 @@
 """Models: one module per family (:mod:`.dmn_lstm`, :mod:`.transformer`, :mod:`.baselines`,
-:mod:`.ldtm`, :mod:`.ensemble`), the catalogue of names, labels and factories (:mod:`.catalogue`),
+:mod:`.ldtm`, :mod:`.ensemble`, gradient-boosted trees in :mod:`.trees`), the catalogue of names, labels and factories (:mod:`.catalogue`),
 losses (:mod:`.losses`), one safe save/load (:mod:`.checkpoints`) and export (:mod:`.export`).
 
 Forward takes ``(batch, lookback, features)`` float32; position models return positions in [-1, 1]
@@ -12,9 +12,11 @@ from .catalogue import (
     MODEL_LABELS,
     MODEL_NAMES,
     POSITION_MODELS,
+    TREE_KINDS,
     ModelSpec,
     build_model,
     make_model,
+    model_kind,
     model_spec,
 )
 from .checkpoints import (
@@ -25,6 +27,8 @@ from .checkpoints import (
     save_bundle,
     save_checkpoint,
     save_ensemble,
+    save_stack,
+    save_tree,
 )
 from .dmn_lstm import DeepMomentumLSTM, DMNConfig
 from .ensemble import PositionEnsemble, ensemble_weights
@@ -37,6 +41,7 @@ from .transformer import (
     TransformerConfig,
     VariableSelectionNetwork,
 )
+from .trees import TREE_MODELS, PositionStack, TreeConfig, TreeModel
 
 __all__ = [
     "BaselineConfig",
@@ -45,6 +50,12 @@ __all__ = [
     "MODEL_LABELS",
     "MODEL_NAMES",
     "POSITION_MODELS",
+    "TREE_KINDS",
+    "TREE_MODELS",
+    "PositionStack",
+    "TreeConfig",
+    "TreeModel",
+    "model_kind",
     "ModelSpec",
     "build_model",
     "make_model",
@@ -56,6 +67,8 @@ __all__ = [
     "save_bundle",
     "save_checkpoint",
     "save_ensemble",
+    "save_stack",
+    "save_tree",
     "DeepMomentumLSTM",
     "DMNConfig",
     "PositionEnsemble",

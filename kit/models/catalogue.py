@@ -4,7 +4,13 @@ and factory. Adding a model is one entry here plus its module.
 Kinds: ``position`` models map a window ``(B, L, F)`` to positions ``(B, L)`` in [-1, 1] and train
 with the Sharpe loss; ``forecaster`` models map ``(B, L, F)`` to forward returns ``(B, H)`` per
 horizon and train with the multi-horizon MSE; ``ensemble`` combines position models
-(:class:`kit.models.ensemble.PositionEnsemble`).
+(:class:`kit.models.ensemble.PositionEnsemble`); ``tree`` models are gradient-boosted trees on
+tabular ``(date, symbol)`` rows whose outputs become positions in [-1, 1] by a documented rule;
+``ranker`` models score each rebalance date's cross-section and trade its top quantile against its
+bottom one (:mod:`kit.models.trees`); ``stack`` combines a tree and an LSTM with weights fitted on
+validation blocks (seed 004). Tree, ranker and stack models have no torch module: ``make`` and
+``build`` are None, :mod:`kit.training.trees` fits them and their checkpoints hold the boosters as
+text (:func:`kit.models.checkpoints.save_tree`).
 """
 
 from __future__ import annotations
@@ -18,8 +24,20 @@ from .baselines import BaselineConfig, PerStepBaseline
 from .dmn_lstm import DeepMomentumLSTM, DMNConfig
 from .ldtm import LDTMConfig, LDTMForecaster
 from .transformer import MomentumTransformer, TransformerConfig
+from .trees import TREE_MODELS, TreeConfig
 
-__all__ = ["ModelSpec", "CATALOGUE", "MODEL_NAMES", "MODEL_LABELS", "POSITION_MODELS", "model_spec", "make_model", "build_model"]
+__all__ = [
+    "ModelSpec",
+    "CATALOGUE",
+    "MODEL_NAMES",
+    "MODEL_LABELS",
+    "POSITION_MODELS",
+    "TREE_KINDS",
+    "model_spec",
+    "model_kind",
+    "make_model",
+    "build_model",
+]
 
 
 @dataclass(frozen=True)
@@ -30,11 +48,13 @@ class ModelSpec:
     ----------
     name : the key used in profiles, registries and checkpoints (``config["model"]``).
     label : the name shown in reports.
-    kind : ``"position"``, ``"forecaster"`` or ``"ensemble"``.
-    config : the configuration dataclass (``None`` for the ensemble).
+    kind : ``"position"``, ``"forecaster"``, ``"ensemble"``, ``"tree"``, ``"ranker"`` or ``"stack"``.
+    config : the configuration dataclass (``None`` for the ensemble and the stack).
     make : ``make(n_features, hidden_size, dropout, num_layers, n_heads) -> nn.Module`` from the
-        profiles' flat hyperparameters (``None`` for the ensemble, built from its members).
-    build : ``build(config_dict_without_model_key) -> nn.Module``, rebuilding a checkpoint's model.
+        profiles' flat hyperparameters (``None`` for the ensemble, built from its members, and for
+        the tree kinds, fitted by :mod:`kit.training.trees`).
+    build : ``build(config_dict_without_model_key) -> nn.Module``, rebuilding a checkpoint's model
+        (``None`` where ``make`` is).
     """
 
     name: str
@@ -81,11 +101,18 @@ CATALOGUE: dict[str, ModelSpec] = {
             _ldtm_build,
         ),
         ModelSpec("ensemble", "Ensemble", "ensemble", None, None, None),
+        *(
+            ModelSpec(name, label, "ranker" if task in ("rank", "cs_regression") else "tree", TreeConfig, None, None)
+            for name, (label, _library, task) in TREE_MODELS.items()
+        ),
+        ModelSpec("tree_lstm_stack", "Stack: XGBoost + DMN LSTM", "stack", None, None, None),
     )
 }
 
-MODEL_NAMES = tuple(n for n, s in CATALOGUE.items() if s.kind != "ensemble")
-"""Every single (non-ensemble) model."""
+MODEL_NAMES = tuple(n for n, s in CATALOGUE.items() if s.kind not in ("ensemble", "stack"))
+"""Every single (non-ensemble, non-stack) model."""
+TREE_KINDS = ("tree", "ranker", "stack")
+"""Kinds trained by :mod:`kit.training.trees` rather than the torch Trainer."""
 MODEL_LABELS = {n: s.label for n, s in CATALOGUE.items()}
 """name -> report label, ensemble included."""
 POSITION_MODELS = tuple(n for n, s in CATALOGUE.items() if s.kind == "position")
@@ -103,6 +130,11 @@ def model_spec(name: str) -> ModelSpec:
     if name not in CATALOGUE:
         raise ValueError(f"model {name!r} is unknown; known: {list(CATALOGUE)}")
     return CATALOGUE[name]
+
+
+def model_kind(name: str) -> str:
+    """The catalogue kind of ``name`` (:class:`ModelSpec`). Raises ``ValueError`` for an unknown name."""
+    return model_spec(name).kind
 
 
 def make_model(
@@ -124,6 +156,8 @@ def make_model(
         known = [n for n, s in CATALOGUE.items() if s.kind == kind]
         raise ValueError(f"model {name!r} is not a {kind} model; known: {known}")
     if spec.make is None:
+        if spec.kind in TREE_KINDS:
+            raise ValueError(f"model {name!r} is a {spec.kind} model without a torch module: fit it with kit.training.trees")
         raise ValueError(f"model {name!r} is built from trained members, not from hyperparameters")
     return spec.make(n_features, hidden_size, dropout, num_layers, n_heads)
 
@@ -141,5 +175,6 @@ def build_model(config: dict) -> nn.Module:
     cfg = dict(config)
     name = cfg.pop("model", None)
     if name not in CATALOGUE or CATALOGUE[name].build is None:
-        raise ValueError(f"config['model']={name!r} is not a known model (single models of the catalogue: {MODEL_NAMES})")
+        torch_models = tuple(n for n in MODEL_NAMES if CATALOGUE[n].build is not None)
+        raise ValueError(f"config['model']={name!r} is not a known model with a torch module (the catalogue's: {torch_models})")
     return CATALOGUE[name].build(cfg)

@@ -1,5 +1,6 @@
 """One safe save and load for every checkpoint of the kit: a single model, a bundle of per-symbol
-forecasters (one walk-forward fold of the LDTM), and an ensemble of position models.
+forecasters (one walk-forward fold of the LDTM), an ensemble of position models, a gradient-boosted
+tree model, and a stack of a tree and an LSTM.
 
 Every file is a ``torch.save`` of a dict holding only tensors, strings, numbers, lists and dicts, and
 is read with ``torch.load(..., weights_only=True)``: loading a checkpoint never unpickles arbitrary
@@ -14,7 +15,12 @@ Formats (``payload["format"]``):
   ``config`` shared by all);
 * ``kit.ensemble/1``: ``config = {"model": "ensemble", "members": [member configs], ...}``,
   ``members`` (the members' ``kit.model/1`` payloads) and ``weights`` (name -> weight, in member
-  order).
+  order);
+* ``kit.tree/1``: ``config`` (:class:`kit.models.trees.TreeConfig` ``.to_dict()``), ``booster`` (the
+  booster's own text: LightGBM ``model_to_string``, XGBoost JSON; a string, so the payload stays
+  loadable with ``weights_only=True``), ``best_iteration`` and the metadata of ``kit.model/1``;
+* ``kit.stack/1``: ``config = {"model": <stack name>, "members": [member configs], "method": ...}``,
+  ``members`` (name -> a ``kit.model/1`` or ``kit.tree/1`` payload) and ``weights`` (name -> weight).
 
 Files written before formats were recorded (no ``format`` key) are recognised by their keys.
 """
@@ -32,6 +38,7 @@ from ..base.atomic import atomic_path
 from ..base.jsonable import jsonable
 from .catalogue import build_model
 from .ensemble import PositionEnsemble
+from .trees import PositionStack, TreeConfig, TreeModel
 
 __all__ = [
     "CheckpointError",
@@ -40,6 +47,10 @@ __all__ = [
     "save_bundle",
     "save_ensemble",
     "ensemble_payload",
+    "save_tree",
+    "tree_payload",
+    "save_stack",
+    "stack_payload",
     "read_payload",
     "load_checkpoint",
     "model_from_payload",
@@ -48,6 +59,8 @@ __all__ = [
 MODEL_FORMAT = "kit.model/1"
 BUNDLE_FORMAT = "kit.bundle/1"
 ENSEMBLE_FORMAT = "kit.ensemble/1"
+TREE_FORMAT = "kit.tree/1"
+STACK_FORMAT = "kit.stack/1"
 
 
 class CheckpointError(ValueError):
@@ -135,6 +148,45 @@ def save_ensemble(path, member_paths, weights, method: str | None = None) -> Pat
     return _write(ensemble_payload(member_paths, weights, method), path)
 
 
+def tree_payload(model: TreeModel, *, data_sha256: str, train_period, extra: dict | None = None) -> dict:
+    """The ``kit.tree/1`` payload of a fitted :class:`kit.models.trees.TreeModel` (booster as text)."""
+    return {
+        "format": TREE_FORMAT, "config": jsonable(model.config.to_dict()), "booster": model.to_text(),
+        "best_iteration": int(model.best_iteration), **_meta(model.feature_names, data_sha256, train_period, extra),
+    }
+
+
+def save_tree(path, model: TreeModel, *, data_sha256: str, train_period, extra: dict | None = None) -> Path:
+    """Write a tree model's checkpoint (``kit.tree/1``) atomically: its config, the booster's own
+    text (never a pickle), the number of trees used, feature names, data sha256 and training period."""
+    return _write(tree_payload(model, data_sha256=data_sha256, train_period=train_period, extra=extra), path)
+
+
+def stack_payload(name: str, member_paths: dict, weights: dict, method: str) -> dict:
+    """The ``kit.stack/1`` payload of saved members (name -> checkpoint path, ``kit.model/1`` or
+    ``kit.tree/1``) and their weights (name -> weight).
+
+    Raises
+    ------
+    CheckpointError
+        A member that is neither a single torch model nor a tree model, or weights not naming the
+        members.
+    """
+    members = {str(k): read_payload(v) for k, v in member_paths.items()}
+    for k, m in members.items():
+        if m.get("format", MODEL_FORMAT) not in (MODEL_FORMAT, TREE_FORMAT) or not ("state_dict" in m or "booster" in m):
+            raise CheckpointError(f"stack member {k!r}: must be a single-model or tree checkpoint")
+    if set(weights) != set(members):
+        raise CheckpointError(f"stack weights name {sorted(weights)}, members are {sorted(members)}")
+    config = {"model": str(name), "members": [m["config"] for m in members.values()], "method": str(method)}
+    return {"format": STACK_FORMAT, "config": config, "members": members, "weights": jsonable({k: float(weights[k]) for k in members})}
+
+
+def save_stack(path, name: str, member_paths: dict, weights: dict, method: str) -> Path:
+    """Write a stack checkpoint (``kit.stack/1``) of saved members and their weights."""
+    return _write(stack_payload(name, member_paths, weights, method), path)
+
+
 def read_payload(path) -> dict:
     """The checkpoint's dict, read with ``weights_only=True`` (nothing is unpickled).
 
@@ -165,8 +217,9 @@ def read_payload(path) -> dict:
 
 
 def model_from_payload(payload: dict) -> nn.Module:
-    """The model a payload describes, in eval mode: a single model, a :class:`ForecasterBundle` or a
-    :class:`PositionEnsemble`.
+    """The model a payload describes: a single model, a :class:`ForecasterBundle` or a
+    :class:`PositionEnsemble` (torch, in eval mode), a :class:`kit.models.trees.TreeModel`, or a
+    :class:`kit.models.trees.PositionStack`.
 
     Raises
     ------
@@ -174,6 +227,13 @@ def model_from_payload(payload: dict) -> nn.Module:
         The weights do not fit the config (missing or unexpected keys, wrong shapes).
     """
     try:
+        fmt = payload.get("format")
+        if fmt == TREE_FORMAT:
+            cfg = TreeConfig(**payload["config"])
+            return TreeModel.from_text(payload["booster"], cfg, payload["best_iteration"], payload.get("feature_names", ()))
+        if fmt == STACK_FORMAT:
+            members = {k: model_from_payload(m) for k, m in payload["members"].items()}
+            return PositionStack(members, {k: float(v) for k, v in payload["weights"].items()}, payload["config"].get("method", ""))
         if "members" in payload:  # kit.ensemble/1
             members = [model_from_payload(p) for p in payload["members"]]
             weights = payload["weights"]
@@ -189,7 +249,7 @@ def model_from_payload(payload: dict) -> nn.Module:
         model = build_model(payload["config"])
         model.load_state_dict(payload["state_dict"])
         return model.eval()
-    except (RuntimeError, KeyError, TypeError) as exc:
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint does not fit its model config: {type(exc).__name__}: {str(exc)[:300]}") from None
 
 

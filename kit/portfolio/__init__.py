@@ -1,5 +1,6 @@
-"""Portfolio: sizing and volatility targeting (:mod:`.sizing`), benchmarks (:mod:`.benchmarks`), the
-vectorbt backtest and its numpy reference (:mod:`.backtest`), the next-open execution model of paper
+"""Portfolio: sizing and volatility targeting (:mod:`.sizing`), benchmarks (:mod:`.benchmarks`),
+cross-sectional long-short books and their benchmarks (:mod:`.cross_sectional`), the vectorbt
+backtest and its numpy reference with borrow fees and market impact (:mod:`.backtest`), the next-open execution model of paper
 trading (:mod:`.execution`), limits and the pre-trade check (:mod:`.limits`), risk overlays
 (:mod:`.overlays`) and optimisation (:mod:`.optimise`).
 
@@ -7,8 +8,26 @@ Timing: a position decided at the close of day t (from data up to t) is held fro
 the close of t + 1 and earns ``r_{t+1}``.
 """
 
-from .backtest import INIT_CASH, BacktestResult, compare_strategies, cost_sweep, reference_returns, simulate
+from .backtest import (
+    ENGINES,
+    INIT_CASH,
+    BacktestResult,
+    MarketImpact,
+    compare_strategies,
+    cost_sweep,
+    market_impact,
+    reference_returns,
+    simulate,
+)
 from .benchmarks import benchmark_positions, long_only_positions, macd_positions, tsmom_positions
+from .cross_sectional import (
+    CS_BENCHMARK_NAMES,
+    cross_sectional_benchmarks,
+    cs_macd_weights,
+    cs_momentum_weights,
+    decile_long_short_weights,
+    leg_weights,
+)
 from .execution import NextOpenResult, next_open_reference, next_open_vectorbt, order_quantities
 from .limits import PORTFOLIO, Limits, PreTradeResult, apply_limits, pre_trade_check
 from .optimise import OPTIMISATION_METHODS, OptimisationError, optimise_weights
@@ -16,8 +35,17 @@ from .overlays import atr_stop_overlay, drawdown_control, overlay_strategies
 from .sizing import portfolio_vol_scaled_weights, turnover, vol_scaled_weights
 
 __all__ = [
+    "ENGINES",
     "INIT_CASH",
     "BacktestResult",
+    "MarketImpact",
+    "market_impact",
+    "CS_BENCHMARK_NAMES",
+    "cross_sectional_benchmarks",
+    "cs_macd_weights",
+    "cs_momentum_weights",
+    "decile_long_short_weights",
+    "leg_weights",
     "compare_strategies",
     "cost_sweep",
     "reference_returns",

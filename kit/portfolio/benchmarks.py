@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import DMN_MACD_PAIRS
-from ..features import macd_signal
+from ..features import macd_composite
 
 __all__ = ["long_only_positions", "tsmom_positions", "macd_positions", "benchmark_positions"]
 
@@ -31,10 +31,10 @@ def macd_positions(
 ) -> pd.DataFrame:
     """Combined MACD trend signal of Baz et al. (2015), the DMN paper's MACD benchmark.
 
+    The position is :func:`kit.features.indicators.macd_composite`,
     ``X_t = (1/K) sum_k phi(Y_t(S_k, L_k))`` with ``phi(y) = y exp(-y^2 / 4) / 0.89`` over the
-    ``K`` time-scale pairs ``(S_k, L_k)`` (default (8, 24), (16, 48), (32, 96)), where ``Y_t`` is
-    the normalised MACD of :func:`kit.features.indicators.macd_signal` (Lim, Zohren & Roberts, 2019, eq.
-    10-12). ``|phi| <= sqrt(2) exp(-1/2) / 0.89 ~ 0.964``, so positions lie in [-1, 1].
+    ``K`` time-scale pairs (Lim, Zohren & Roberts, 2019, eq. 10-12).
+    ``|phi| <= sqrt(2) exp(-1/2) / 0.89 ~ 0.964``, so positions lie in [-1, 1].
 
     Parameters
     ----------
@@ -47,15 +47,7 @@ def macd_positions(
     (T, N) DataFrame of positions; NaN until every pair's indicator exists
     (``price_window + signal_window - 1`` valid prices).
     """
-    pairs = list(pairs)
-    if not pairs:
-        raise ValueError("pairs must name at least one (short, long) pair")
-    total = None
-    for short, long in pairs:
-        y = macd_signal(close, short, long, price_window, signal_window)
-        phi = y * np.exp(-(y**2) / 4.0) / 0.89
-        total = phi if total is None else total + phi
-    return total / len(pairs)
+    return macd_composite(close, pairs, price_window, signal_window)
 
 
 

@@ -8,11 +8,12 @@ file                                   written by, content
 =====================================  ==========================================================
 ``positions_{model}.parquet``          20_train: out-of-sample positions ``(T_test, N)`` in [-1, 1]
 ``forecasts_{model}_{h}d.parquet``     20_train: forecasters' out-of-sample forecast returns
+``scores_{model}.parquet``             20_train: tree and ranker models' raw out-of-sample scores
 ``folds.csv``, ``training_curves.csv``  20_train: one row per fold and model; curves per epoch
 ``tasks.csv``                           20_train: one row per task run (seconds, CPU seconds, node)
 ``checkpoints/``                        20_train: one checkpoint per model and fold
 ``search_{model}.csv``, ``search.db``   20_train: optuna trials (when searching)
-``performance.csv`` ... (tables)       30_backtest: :data:`TABLES`
+``performance.csv`` ... (tables)       30_backtest, 35_factors: :data:`TABLES`
 ``strategy_returns.parquet``           30_backtest: daily net returns of every strategy
 ``paper_days.csv``                     40_paper_trade: the replay's days
 =====================================  ==========================================================
@@ -41,6 +42,7 @@ __all__ = [
     "save_model_outputs",
     "load_positions",
     "load_forecasts",
+    "load_scores",
     "save_table",
     "load_table",
     "save_returns",
@@ -52,6 +54,7 @@ __all__ = [
 
 TABLES = (
     "folds", "training_curves", "tasks", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
+    "factor_summary", "factor_ic_decay", "benchmark_comparison",
 )
 """The CSV tables a run may hold (``artifacts/<name>.csv``)."""
 
@@ -91,12 +94,15 @@ def _parquet(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def save_model_outputs(run_dir, name: str, positions: pd.DataFrame, forecasts: dict | None = None) -> None:
-    """Write a model's out-of-sample positions and (forecasters) forecasts by horizon."""
+def save_model_outputs(run_dir, name: str, positions: pd.DataFrame, forecasts: dict | None = None, scores: pd.DataFrame | None = None) -> None:
+    """Write a model's out-of-sample positions, (forecasters) forecasts by horizon and (tree and
+    ranker models) raw scores."""
     d = artifacts_dir(run_dir)
     _parquet(positions, d / f"positions_{name}.parquet")
     for h, fc in (forecasts or {}).items():
         _parquet(fc, d / f"forecasts_{name}_{int(h)}d.parquet")
+    if scores is not None:
+        _parquet(scores, d / f"scores_{name}.parquet")
 
 
 def load_positions(run_dir, name: str) -> pd.DataFrame | None:
@@ -114,6 +120,14 @@ def load_forecasts(run_dir, name: str, horizons=(1, 5, 21)) -> dict | None:
     d = Path(run_dir) / "artifacts"
     out = {int(h): pd.read_parquet(d / f"forecasts_{name}_{int(h)}d.parquet") for h in horizons if (d / f"forecasts_{name}_{int(h)}d.parquet").exists()}
     return out or None
+
+
+def load_scores(run_dir, name: str) -> pd.DataFrame | None:
+    """A tree or ranker model's raw out-of-sample scores written by :func:`save_model_outputs`, or None."""
+    if not run_dir:
+        return None
+    path = Path(run_dir) / "artifacts" / f"scores_{name}.parquet"
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def search_storage(run_dir) -> str:
@@ -163,11 +177,12 @@ def load_returns(run_dir) -> pd.DataFrame | None:
 
 
 def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str = "", progress: bool = False, backend=None,
-                  membership=None) -> dict:
-    """Each model's out-of-sample ``(positions, forecasts)``: read from the run when an earlier stage
-    wrote them, else trained here walk-forward with ``settings`` (a
-    :class:`kit.training.WalkForwardSettings`) — the case of a notebook run on its own, e.g. by
-    ``pytest --nbmake`` — restricted to ``membership`` (a ``(T, N)`` bool point-in-time mask) when
+                  membership=None, with_scores: bool = False) -> dict:
+    """Each model's out-of-sample ``(positions, forecasts)`` (``(positions, forecasts, scores)``
+    with ``with_scores``): read from the run when an earlier stage wrote them, else trained here
+    walk-forward with ``settings`` (a :class:`kit.training.WalkForwardSettings`) — the case of a
+    notebook run on its own, e.g. by ``pytest --nbmake`` (a stack then reuses the members trained
+    here before it) — restricted to ``membership`` (a ``(T, N)`` bool point-in-time mask) when
     given. The models to train run as one batch of tasks on ``backend``: a runner, ``None``
     (serial) or a tuple ``(name, address, workers, threads)`` of a notebook's execution parameters
     (empty or 0 for defaults), built with :func:`kit.exec.make_backend` only when something has to
@@ -175,14 +190,17 @@ def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str =
 
     Returns
     -------
-    dict model name -> ``(positions (T_test, N) DataFrame, forecasts dict or None)``.
+    dict model name -> ``(positions (T_test, N) DataFrame, forecasts dict or None)``; with
+    ``with_scores``, ``(positions, forecasts, scores)`` where ``scores`` are a tree or ranker
+    model's raw outputs and None for the other models.
     """
     out = {}
     missing = []
     for name in models:
         pos = load_positions(run_dir, name)
         if pos is not None:
-            out[name] = (pos, load_forecasts(run_dir, name))
+            fc = load_forecasts(run_dir, name)
+            out[name] = (pos, fc, load_scores(run_dir, name)) if with_scores else (pos, fc)
         else:
             missing.append(name)
     if missing:
@@ -198,5 +216,6 @@ def model_outputs(run_dir, models, frames: dict, settings, *, data_sha256: str =
             if runner is not backend:
                 runner.close()
         for name in missing:
-            out[name] = (trained[name].positions, trained[name].forecasts)
+            res = trained[name]
+            out[name] = (res.positions, res.forecasts, res.scores) if with_scores else (res.positions, res.forecasts)
     return {name: out[name] for name in models}

@@ -1,6 +1,7 @@
 """Training: walk-forward splits (:mod:`.splits`), the Trainer (:mod:`.trainer`), batched universe
 training of per-ticker models (:mod:`.batched`), tasks and the serial runner (:mod:`.tasks`),
-walk-forward experiments (:mod:`.walk_forward`),
+walk-forward experiments (:mod:`.walk_forward`) and what they return (:mod:`.results`),
+gradient-boosted trees, rankers and stacking (:mod:`.trees`),
 hyperparameter search (:mod:`.search`) and interpretation (:mod:`.interpret`)."""
 
 from .batched import UniverseFit, train_universe
@@ -9,7 +10,22 @@ from .search import SEARCH_SPACE, SearchResult, search_hyperparameters
 from .splits import LeakageError, Split, count_leakage, walk_forward_splits
 from .tasks import SerialRunner, Task, TaskOutcome, TaskRunner, resolve_runner, run_task
 from .trainer import EarlyStopping, TrainConfig, Trainer, TrainResult, amp_settings, resolve_device, set_seed
+from .trees import (
+    POH_2021,
+    TabularDataset,
+    fit_stacker,
+    fit_tree,
+    fold_leakage,
+    fold_rows,
+    tabular_dataset,
+    walk_forward_ranker,
+    walk_forward_stack,
+    walk_forward_tree_lstm_stack,
+    walk_forward_tree_model,
+    walk_forward_trees,
+)
 from .walk_forward import (
+    FoldPredictions,
     WalkForwardResult,
     WalkForwardSettings,
     ldtm_positions,
@@ -40,7 +56,20 @@ __all__ = [
     "amp_settings",
     "resolve_device",
     "set_seed",
+    "FoldPredictions",
     "WalkForwardResult",
+    "POH_2021",
+    "TabularDataset",
+    "fit_stacker",
+    "fit_tree",
+    "fold_leakage",
+    "fold_rows",
+    "tabular_dataset",
+    "walk_forward_ranker",
+    "walk_forward_stack",
+    "walk_forward_tree_lstm_stack",
+    "walk_forward_tree_model",
+    "walk_forward_trees",
     "WalkForwardSettings",
     "ldtm_positions",
     "predict_forecasts",

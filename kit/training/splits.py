@@ -109,19 +109,36 @@ def walk_forward_splits(
 
 
 
-def count_leakage(split: Split, valid: np.ndarray | None = None) -> int:
-    """Rows whose target overlaps a later block: training rows with ``t + horizon >= val start`` or
-    ``>= test start``, and validation rows with ``t + horizon >= test start``.
+def count_leakage(split: Split, valid: np.ndarray | None = None, label_end: np.ndarray | None = None) -> int:
+    """Rows whose target overlaps a later block: training rows whose target ends at or after the
+    validation (or test) start, and validation rows whose target ends at or after the test start.
 
-    With ``valid`` (a ``(T, N)`` bool array of usable samples) rows are (date, symbol) pairs;
-    without it, dates. A correct split gives 0.
+    The end of a row's target is ``t + horizon`` by default, or ``label_end`` when given: ``(T,)``
+    or ``(T, N)`` int positions of the last price each row's target uses (e.g. the next rebalance
+    date for a next-period return, :func:`kit.features.period_returns`). With ``valid`` (a
+    ``(T, N)`` bool array of the rows used) rows are (date, symbol) pairs; without it, dates
+    (``label_end`` must then be ``(T,)``). A correct split gives 0.
+
+    Raises
+    ------
+    ValueError
+        ``label_end`` of a shape that fits neither ``(T,)`` nor ``valid``.
     """
     h = split.horizon
     train = np.arange(*split.train)
     val = np.arange(*split.val)
-    bad_train = train[(train + h >= split.val[0]) | (train + h >= split.test[0])]
-    bad_val = val[val + h >= split.test[0]]
+    if label_end is None:
+        end_train, end_val = train + h, val + h
+    else:
+        le = np.asarray(label_end)
+        if le.ndim == 2 and valid is None:
+            raise ValueError("a (T, N) label_end needs the (T, N) valid mask of the rows used")
+        end_train, end_val = le[train], le[val]
+    bad_train = (end_train >= split.val[0]) | (end_train >= split.test[0])
+    bad_val = end_val >= split.test[0]
     if valid is None:
-        return int(len(bad_train) + len(bad_val))
-    return int(valid[bad_train].sum() + valid[bad_val].sum())
-
+        return int(bad_train.sum() + bad_val.sum())
+    v = np.asarray(valid, dtype=bool)
+    if bad_train.ndim == 1:
+        return int(v[train][bad_train].sum() + v[val][bad_val].sum())
+    return int((v[train] & bad_train).sum() + (v[val] & bad_val).sum())

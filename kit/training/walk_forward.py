@@ -33,12 +33,16 @@ from ..features import (
 )
 from ..models import (
     POSITION_MODELS,
+    TREE_KINDS,
+    TREE_MODELS,
     PositionEnsemble,
     ensemble_weights,
     make_model,
+    model_kind,
     save_bundle,
     save_checkpoint,
 )
+from .results import FoldPredictions, WalkForwardResult
 from .splits import LeakageError, Split, count_leakage, walk_forward_splits
 from .tasks import Task, dedupe, resolve_runner
 from .trainer import TrainConfig, Trainer, TrainResult, set_seed
@@ -47,6 +51,7 @@ __all__ = [
     "CombineArgs",
     "FitArgs",
     "FoldFit",
+    "FoldPredictions",
     "LdtmArgs",
     "LdtmChunkFit",
     "combine_fold",
@@ -64,28 +69,6 @@ __all__ = [
     "walk_forward_models",
 ]
 
-
-
-@dataclass
-class WalkForwardResult:
-    """Stitched out-of-sample positions ``(T_test, N)``, one log row per fold (per member for an
-    ensemble), the training curves, and the last fold's model (for interpretation plots)."""
-
-    positions: pd.DataFrame
-    folds: pd.DataFrame
-    feature_names: list
-    ex_ante_vol: pd.DataFrame
-    config: dict
-    history: pd.DataFrame = None
-    last_model: torch.nn.Module = None
-    features: np.ndarray = None
-    forecasts: dict = None
-    """Forecasters only (LDTM): ``{horizon: (T_test, N) DataFrame}`` of out-of-sample forecast
-    returns ``close_{t+h} / close_t - 1`` made at each decision date t; ``None`` for position models."""
-    tasks: pd.DataFrame = None
-    """One row per task that produced this result (``task`` key, ``stage`` fit or combine, ``model``,
-    ``fold``, ``seconds``, ``cpu_seconds``, ``node``, ``pid``, ``threads``, ``attempt``); a task
-    shared by two models appears in both results."""
 
 
 
@@ -336,7 +319,7 @@ class _PositionPlan:
 
     def assemble(self, fits: dict, combines: dict) -> WalkForwardResult:
         dates, data = self.close.index, self.data
-        logs, blocks, curves = [], [], []
+        logs, blocks, curves, fold_preds = [], [], [], []
         last_model = None
         combine_keys = {t.args.fold: t.key for t in self.combine_tasks(fits)} if self.model == "ensemble" else {}
         for split in self.splits:
@@ -387,9 +370,15 @@ class _PositionPlan:
             if data.member is not None:  # no position where the symbol is not an index member
                 pos = np.where(data.member[split.test[0] : split.test[1]], pos, np.nan)
             blocks.append(pd.DataFrame(pos, index=dates[split.test[0] : split.test[1]], columns=self.close.columns))
+            # this fold's validation and test positions on the full axes, for a stack's meta-learner
+            val_grid, test_grid = np.full(data.y.shape, np.nan), np.full(data.y.shape, np.nan)
+            val_grid[split.val[0] : split.val[1]] = predict_positions(net, data.X, *split.val, self.lookback)
+            test_grid[split.test[0] : split.test[1]] = pos
+            fold_preds.append(FoldPredictions.from_arrays(split.fold, val_grid, test_grid))
             last_model = net
         positions = pd.concat(blocks)
-        return WalkForwardResult(positions, pd.DataFrame(logs), data.names, data.vol, self.config, pd.DataFrame(curves), last_model, data.X)
+        return WalkForwardResult(positions, pd.DataFrame(logs), data.names, data.vol, self.config, pd.DataFrame(curves), last_model, data.X,
+                                 fold_predictions=fold_preds)
 
 
 def _execute(plans, backend=None, progress: bool = True) -> list[WalkForwardResult]:
@@ -913,14 +902,21 @@ _LDTM_DEFAULTS = {
 
 
 
-def walk_forward_model(frames: dict, model: str, *, ldtm: dict | None = None, **kwargs) -> WalkForwardResult:
+def walk_forward_model(
+    frames: dict, model: str, *, ldtm: dict | None = None, tree: dict | None = None, previous: dict | None = None, **kwargs
+) -> WalkForwardResult:
     """Walk-forward training of any model of the kit by name, for notebooks.
 
     ``model="ldtm"`` runs :func:`walk_forward_ldtm` on ``frames`` with the keys of ``kwargs`` it
     shares with :func:`walk_forward` (test dates and size, validation fraction, ``train``,
     checkpoints, data sha256, progress, backend) plus ``ldtm`` (its own settings, e.g.
-    ``hidden_size``, ``lookback``, ``sample_stride``, ``chunk_size``); every other name runs
-    :func:`walk_forward` on ``frames["close"]`` with ``kwargs``.
+    ``hidden_size``, ``lookback``, ``sample_stride``, ``chunk_size``); tree, ranker and stack
+    models (catalogue kinds :data:`kit.models.TREE_KINDS`) run
+    :func:`kit.training.trees.walk_forward_tree_model` with the shared keys plus ``tree`` (its
+    settings: ``horizon``, ``n_quantiles``, ``rebalance_freq``, ``n_estimators``,
+    ``early_stopping_rounds``, ``threads``, ``stack_members``, ``stack_method``) and ``previous``
+    (results of this run a stack may reuse); every other name runs :func:`walk_forward` on
+    ``frames["close"]`` with ``kwargs``.
 
     Parameters
     ----------
@@ -935,14 +931,25 @@ def walk_forward_model(frames: dict, model: str, *, ldtm: dict | None = None, **
     if model == "ldtm":
         common = {k: v for k, v in kwargs.items() if k in _COMMON_WF_KEYS}
         return walk_forward_ldtm(frames, **common, **(ldtm or {}))
+    if model_kind(model) in TREE_KINDS:
+        from .trees import walk_forward_tree_model  # trees imports .results, not this module: no cycle
+
+        common = {k: v for k, v in kwargs.items() if k in _COMMON_WF_KEYS and k not in ("train", "backend", "membership")}
+        seed = kwargs["train"].seed if kwargs.get("train") is not None else 0
+
+        def train_member(name):
+            return walk_forward_model(frames, name, ldtm=ldtm, **kwargs)
+
+        return walk_forward_tree_model(frames, model, seed=seed, previous=previous, train_member=train_member,
+                                       membership=kwargs.get("membership"), **common, **(tree or {}))
     if "close" not in frames:
         raise ValueError(f"frames needs a 'close' field for model {model!r}; got {sorted(frames)}")
     return walk_forward(frames["close"], model=model, **kwargs)
 
 
 
-def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, ldtm: dict | None = None, backend=None,
-                        progress: bool = True, **kwargs) -> dict:
+def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, ldtm: dict | None = None, tree: dict | None = None,
+                        backend=None, progress: bool = True, **kwargs) -> dict:
     """Walk-forward training of several models at once: every (model, fold) fit of every model is
     one task in a single batch run by ``backend`` (so a pool or cluster is kept busy across
     models, the longest tasks first), a fit shared by two models (the ensemble's DMN member and
@@ -953,10 +960,12 @@ def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, 
     Parameters
     ----------
     frames : dict of aligned ``(T, N)`` DataFrames by field (:func:`kit.data.wide_fields`).
-    models : model names (any of the catalogue's position models, ``ensemble``, ``ldtm``).
+    models : model names (any of the catalogue's position models, ``ensemble``, ``ldtm``, and its
+        tree, ranker and stack models: these run in the driver after the others, in the order
+        given, and a stack reuses the members trained before it).
     per_model : ``{name: {keyword: value}}`` overriding ``kwargs`` for one model (e.g. searched
         hyperparameters).
-    ldtm, kwargs : as :func:`walk_forward_model`.
+    ldtm, tree, kwargs : as :func:`walk_forward_model`.
 
     Returns
     -------
@@ -973,8 +982,14 @@ def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, 
     if len(set(models)) != len(models):
         raise ValueError(f"models must not repeat a name, got {models}")
     cache: dict = {}
-    plans = [_plan(frames, m, ldtm, cache, {**kwargs, **((per_model or {}).get(m) or {})}) for m in models]
-    return dict(zip(models, _execute(plans, backend, progress), strict=True))
+    tasked = [m for m in models if m == "ldtm" or model_kind(m) not in TREE_KINDS]
+    plans = [_plan(frames, m, ldtm, cache, {**kwargs, **((per_model or {}).get(m) or {})}) for m in tasked]
+    done = dict(zip(tasked, _execute(plans, backend, progress), strict=True))
+    for m in models:
+        if m not in done:
+            done[m] = walk_forward_model(frames, m, ldtm=ldtm, tree=tree, previous=dict(done), backend=backend, progress=progress,
+                                         **{**kwargs, **((per_model or {}).get(m) or {})})
+    return {m: done[m] for m in models}
 
 
 
@@ -994,7 +1009,12 @@ class WalkForwardSettings:
     ensemble_method : the ensemble's members and weighting. epochs (maximum), patience, batch_size,
     lr, max_grad_norm, seed : optimisation. ldtm_hidden_size, ldtm_lookback, ldtm_sample_stride,
     ldtm_chunk_size : the per-ticker forecasters (``ldtm_chunk_size`` symbols per task, 0: a fold's
-    symbols in one task).
+    symbols in one task). n_quantiles, rebalance_freq : the rankers' relevance grades and book
+    quantiles, and their rebalance calendar (``"W"``, ``"M"``, ``"Q"``). tree_horizon : label
+    horizon of the daily tree models, trading days (1 next day, 5 next week). tree_rounds,
+    tree_early_stopping : boosting rounds and patience on validation. tree_threads : threads of
+    LightGBM / XGBoost (0: min(2, cpus)). stack_members, stack_method : the members of
+    ``tree_lstm_stack`` and its meta-learner (``nnls`` or ``sharpe``).
     """
 
     test_start: str = "2016-01-01"
@@ -1018,13 +1038,22 @@ class WalkForwardSettings:
     ldtm_lookback: int = 30
     ldtm_sample_stride: int = 5
     ldtm_chunk_size: int = 0
+    n_quantiles: int = 10
+    rebalance_freq: str = "M"
+    tree_horizon: int = 1
+    tree_rounds: int = 500
+    tree_early_stopping: int = 50
+    tree_threads: int = 0
+    stack_members: tuple = ("dmn_lstm", "xgb_direction")
+    stack_method: str = "nnls"
 
     _RULES = {
         "test_size": (int, 1, None), "val_fraction": (float, 1e-9, 0.5), "lookback": (int, 1, None), "target_vol": (float, 1e-9, None),
         "hidden_size": (int, 1, None), "num_layers": (int, 1, None), "dropout": (float, 0.0, 0.999999), "n_heads": (int, 1, None),
         "epochs": (int, 1, None), "patience": (int, 1, None), "batch_size": (int, 1, None), "lr": (float, 1e-12, None),
         "max_grad_norm": (float, 1e-12, None), "seed": (int, 0, None), "ldtm_hidden_size": (int, 1, None), "ldtm_lookback": (int, 1, None),
-        "ldtm_sample_stride": (int, 1, None), "ldtm_chunk_size": (int, 0, None),
+        "ldtm_sample_stride": (int, 1, None), "ldtm_chunk_size": (int, 0, None), "n_quantiles": (int, 2, None),
+        "tree_horizon": (int, 1, None), "tree_rounds": (int, 1, None), "tree_early_stopping": (int, 1, None), "tree_threads": (int, 0, None),
     }
 
     @classmethod
@@ -1065,6 +1094,18 @@ class WalkForwardSettings:
             kw["members"] = tuple(m)
         if kw.get("ensemble_method", "stacked") not in ("equal", "inverse_loss", "stacked"):
             raise ValueError(f"{where}: ensemble_method must be 'equal', 'inverse_loss' or 'stacked', got {kw['ensemble_method']!r}")
+        from ..features import REBALANCE_FREQUENCIES
+
+        if kw.get("rebalance_freq", "M") not in REBALANCE_FREQUENCIES:
+            raise ValueError(f"{where}: rebalance_freq must be one of {REBALANCE_FREQUENCIES}, got {kw['rebalance_freq']!r}")
+        if kw.get("stack_method", "nnls") not in ("nnls", "sharpe"):
+            raise ValueError(f"{where}: stack_method must be 'nnls' or 'sharpe', got {kw['stack_method']!r}")
+        if "stack_members" in kw:
+            m = kw["stack_members"]
+            allowed = list(POSITION_MODELS) + [n for n, v in TREE_MODELS.items() if v[2] not in ("rank", "cs_regression")]
+            if isinstance(m, str) or len(m) < 2 or not all(x in allowed for x in m):
+                raise ValueError(f"{where}: stack_members must list at least 2 of {allowed}, got {m!r}")
+            kw["stack_members"] = tuple(m)
         return cls(**kw)
 
     def train_config(self, **overrides) -> TrainConfig:
@@ -1073,6 +1114,12 @@ class WalkForwardSettings:
                 "patience": self.patience, "seed": self.seed}
         base.update({k: v for k, v in overrides.items() if k in base})
         return TrainConfig(**base)
+
+    def tree_settings(self) -> dict:
+        """The ``tree`` settings of :func:`walk_forward_model` (tree, ranker and stack models)."""
+        return {"horizon": self.tree_horizon, "n_quantiles": self.n_quantiles, "rebalance_freq": self.rebalance_freq,
+                "n_estimators": self.tree_rounds, "early_stopping_rounds": self.tree_early_stopping, "threads": self.tree_threads or None,
+                "stack_members": self.stack_members, "stack_method": self.stack_method}
 
     def _kwargs(self, hyper: dict | None, checkpoint_dir, data_sha256: str, membership=None) -> dict:
         h = {"hidden_size": self.hidden_size, "dropout": self.dropout, **(hyper or {})}
@@ -1089,13 +1136,15 @@ class WalkForwardSettings:
                 "chunk_size": self.ldtm_chunk_size}
 
     def run(self, frames: dict, name: str, *, hyper: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
-            progress: bool = True, backend=None, membership: pd.DataFrame | None = None) -> WalkForwardResult:
+            progress: bool = True, backend=None, membership: pd.DataFrame | None = None,
+            previous: dict | None = None) -> WalkForwardResult:
         """Train model ``name`` walk-forward on ``frames`` (:func:`walk_forward_model`) with these
         settings; ``hyper`` overrides ``hidden_size``, ``dropout``, ``batch_size``, ``lr`` and
         ``max_grad_norm`` (e.g. a search's best parameters); ``backend`` runs the tasks (default
         serial; see :func:`walk_forward`); ``membership`` restricts every decision date to that
-        day's index members."""
-        return walk_forward_model(frames, name, ldtm=self._ldtm(), progress=progress, backend=backend,
+        day's index members; ``previous`` (name -> result of this run) lets a stack reuse members
+        trained already."""
+        return walk_forward_model(frames, name, ldtm=self._ldtm(), tree=self.tree_settings(), previous=previous, progress=progress, backend=backend,
                                   **self._kwargs(hyper, checkpoint_dir, data_sha256, membership))
 
     def run_models(self, frames: dict, names, *, hypers: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
@@ -1109,4 +1158,5 @@ class WalkForwardSettings:
             if hyper:
                 kw = self._kwargs(hyper, checkpoint_dir, data_sha256)
                 per_model[n] = {k: v for k, v in kw.items() if k in ("hidden_size", "dropout", "train")}
-        return walk_forward_models(frames, names, per_model=per_model, ldtm=self._ldtm(), backend=backend, progress=progress, **base)
+        return walk_forward_models(frames, names, per_model=per_model, ldtm=self._ldtm(), tree=self.tree_settings(), backend=backend,
+                                   progress=progress, **base)
