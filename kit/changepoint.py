@@ -158,6 +158,42 @@ def _rowvec(A, v):
     return (A[:, :, 0] * vv[:, 0:1] + A[:, :, 1] * vv[:, 1:2]).reshape(2 * K, v.shape[-1])
 
 
+# Reductions over the short state dimensions are written as sums of slices: torch's CPU reduction
+# kernels cost ~100x more than an add for these shapes.
+
+
+def _matvec(M, v):
+    """``M @ v`` for ``M`` (D, D, B), ``v`` (D, B)."""
+    out = M[:, 0] * v[0]
+    for k in range(1, M.shape[1]):
+        out = out + M[:, k] * v[k]
+    return out
+
+
+def _vecmat(v, M):
+    """``M^T @ v``."""
+    out = M[0] * v[0]
+    for k in range(1, M.shape[0]):
+        out = out + M[k] * v[k]
+    return out
+
+
+def _dot(a, b):
+    """``sum_k a_k b_k`` over the first dimension."""
+    out = a[0] * b[0]
+    for k in range(1, a.shape[0]):
+        out = out + a[k] * b[k]
+    return out
+
+
+def _matmul(G, X):
+    """``G @ X`` for (D, D, B) operands."""
+    out = G[:, 0, None] * X[0][None]
+    for k in range(1, G.shape[1]):
+        out = out + G[:, k, None] * X[k][None]
+    return out
+
+
 class _KalmanNLL(torch.autograd.Function):
     """Exact GP negative log marginal likelihood of K independent Matérn-3/2 components observed
     through weights, by a Kalman filter with a hand-written reverse (adjoint) pass.
@@ -182,13 +218,11 @@ class _KalmanNLL(torch.autograd.Function):
         Pm_s = torch.empty(n, D, D, B, dtype=dt, device=dev)
         X_s = torch.empty(n, D, D, B, dtype=dt, device=dev)
         mm_s = torch.empty(n, D, B, dtype=dt, device=dev)
-        mp_s = torch.empty(n, D, B, dtype=dt, device=dev)
         p_s = torch.empty(n, D, B, dtype=dt, device=dev)
         S_s = torch.empty(n, B, dtype=dt, device=dev)
         e_s = torch.empty(n, B, dtype=dt, device=dev)
         for i in range(n):
             if i:
-                mp_s[i] = m
                 X = _rowop(A, P)  # A P
                 X_s[i] = X
                 P = _rowop(A, X.transpose(0, 1)) + Q  # A P A^T + Q (P symmetric)
@@ -197,26 +231,26 @@ class _KalmanNLL(torch.autograd.Function):
             mm_s[i] = m
             wi = w[i]
             p = P[:, 0] * wi[0]
-            S = r + 0.0
             pred = m[0] * wi[0]
             for c in range(1, K):
                 p = p + P[:, 2 * c] * wi[c]
                 pred = pred + m[2 * c] * wi[c]
-            for c in range(K):
+            S = r + p[0] * wi[0]
+            for c in range(1, K):
                 S = S + p[2 * c] * wi[c]
             e = y[i] - pred
-            gi = 1.0 / S
-            m = m + p * (e * gi)
-            P = P - p[:, None] * (p * gi)[None]
+            pg = p / S
+            m = m + pg * e
+            P = P - p[:, None] * pg[None]
             p_s[i] = p
             S_s[i] = S
             e_s[i] = e
-        ctx.save_for_backward(A, w, Pm_s, X_s, mm_s, mp_s, p_s, S_s, e_s)
+        ctx.save_for_backward(A, w, Pm_s, X_s, mm_s, p_s, S_s, e_s)
         return 0.5 * (torch.log(S_s) + e_s * e_s / S_s).sum(0) + 0.5 * n * _LOG_2PI
 
     @staticmethod
     def backward(ctx, gout):
-        A, w, Pm_s, X_s, mm_s, mp_s, p_s, S_s, e_s = ctx.saved_tensors
+        A, w, Pm_s, X_s, mm_s, p_s, S_s, e_s = ctx.saved_tensors
         n, D, B = mm_s.shape
         K = D // 2
         dt, dev = mm_s.dtype, mm_s.device
@@ -228,32 +262,40 @@ class _KalmanNLL(torch.autograd.Function):
         rbar = torch.zeros(B, dtype=dt, device=dev)
         wbar = torch.empty(n, K, B, dtype=dt, device=dev)
         P0bar = Pbar
+        gi_all = 1.0 / S_s
         for i in range(n - 1, -1, -1):
             p = p_s[i]
-            S = S_s[i]
             e = e_s[i]
             wi = w[i]
-            gi = 1.0 / S
-            Mp = (Mbar * p).sum(0)
-            Pp = (Pbar * p[None]).sum(1)  # Pbar p
-            PTp = (Pbar * p[:, None]).sum(0)  # Pbar^T p
-            Ppp = (Pp * p).sum(0)
+            gi = gi_all[i]
+            mm = mm_s[i]
+            Mp = _dot(Mbar, p)
+            Pp = _matvec(Pbar, p) + _vecmat(p, Pbar)  # (Pbar + Pbar^T) p
             ebar = (e + Mp) * gi
-            Sbar = gi * (0.5 - (0.5 * e * e + Mp * e - Ppp) * gi)
-            pbar = Mbar * (e * gi) - (Pp + PTp) * gi
-            mmbar = Mbar.clone()
-            Pmbar = Pbar.clone()
+            Sbar = gi * (0.5 - (0.5 * e * e + Mp * e - 0.5 * _dot(Pp, p)) * gi)
+            pbar = Mbar * (e * gi) - Pp * gi
+            mmbar = Mbar
+            Pmbar = Pbar
+            if K == 1:
+                pbar = pbar + torch.stack([Sbar * wi[0], torch.zeros_like(Sbar)])
+                mmbar = mmbar - torch.stack([ebar * wi[0], torch.zeros_like(ebar)])
+            else:
+                upd_p, upd_m = [], []
+                for c in range(K):
+                    upd_p += [Sbar * wi[c], torch.zeros_like(Sbar)]
+                    upd_m += [ebar * wi[c], torch.zeros_like(ebar)]
+                pbar = pbar + torch.stack(upd_p)
+                mmbar = mmbar - torch.stack(upd_m)
+            cols = []
             for c in range(K):
-                pbar[2 * c] = pbar[2 * c] + Sbar * wi[c]
-                mmbar[2 * c] = mmbar[2 * c] - ebar * wi[c]
-            for c in range(K):
-                Pmbar[:, 2 * c] = Pmbar[:, 2 * c] + pbar * wi[c]
-            hbar = -ebar * mm_s[i] + Sbar * p + (Pm_s[i] * pbar[None]).sum(1)
+                cols += [Pbar[:, 2 * c] + pbar * wi[c], Pbar[:, 2 * c + 1]]
+            Pmbar = torch.stack(cols, 1)  # Pbar + pbar h^T
+            hbar = -ebar * mm + Sbar * p + _matvec(Pm_s[i], pbar)
             wbar[i] = hbar[0::2]
             rbar = rbar + Sbar
             if i:
                 G = Pmbar + Pmbar.transpose(0, 1)
-                Abar = Abar + (G[:, :, None] * X_s[i][None]).sum(1) + mmbar[:, None] * mp_s[i][None]
+                Abar = Abar + _matmul(G, X_s[i]) + mmbar[:, None] * mm_s[i - 1][None] + (mmbar[:, None] * (p_s[i - 1] * (e_s[i - 1] * gi_all[i - 1]))[None])
                 Qbar = Qbar + Pmbar
                 Mbar = _rowvec(At, mmbar)
                 Pbar = _rowop(At, _rowop(At, Pmbar).transpose(0, 1)).transpose(0, 1)  # A^T Pmbar A
@@ -674,7 +716,10 @@ class GPFitConfig:
 def _resolve_device(device) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} requested but CUDA is not available")
     if dev.type not in ("cpu", "cuda"):
