@@ -19,12 +19,17 @@ fitted by maximum marginal likelihood:
   (gpflow's ``ChangePoints`` kernel with one location, as in the reference).
 
 The negative log marginal likelihood of either model is
-``nlml = 1/2 y^T (K + sigma_n^2 I)^{-1} y + 1/2 log |K + sigma_n^2 I| + (l + 1)/2 log 2 pi``. The
-outputs are the changepoint *severity* ``nu_t = 1 - 1 / (1 + exp(-(nlml_C - nlml_M)))`` (the normalised
-likelihood-ratio score; the reference's ``changepoint_severity``) and the changepoint *location*
-``gamma_t = (c - (t - l)) / l`` in ``[0, 1]`` (1 = at the end of the window). Note: the reference code
-stores ``(t - c) / l = 1 - gamma_t`` in its ``cp_location_norm`` / ``cp_rl_<l>`` column (a "run length");
-``1 - location`` gives it.
+``nlml = 1/2 y^T (K + sigma_n^2 I)^{-1} y + 1/2 log |K + sigma_n^2 I| + (l + 1)/2 log 2 pi``
+(Rasmussen & Williams, 2006, "Gaussian Processes for Machine Learning", eq. 2.30). The outputs are the
+changepoint *severity* ``nu_t = 1 - 1 / (1 + exp(-(nlml_C - nlml_M)))`` (the normalised likelihood-ratio
+score; the reference's ``changepoint_severity``) and the changepoint *location*
+``gamma_t = (c - (t - l)) / l`` in ``[0, 1]`` (the relative position of ``c`` in the window, 1 = at its
+end). Note: the reference code outputs ``(t - c) / l = 1 - gamma_t`` (``cp_location_norm``, fed to its
+models as ``cp_rl_<l>``, a normalised time since the changepoint); ``1 - location`` gives it.
+
+Sources checked: the definitions above were taken from the authors' code (file and functions named
+above), read through the search tool; the papers' full text was not reachable in this environment
+(only their abstracts), so their equation numbers are not cited here.
 
 As in the reference, the Matérn fit starts from ``sigma_h^2 = lam = sigma_n^2 = 1``; the changepoint
 fit starts from the fitted Matérn ``(sigma_h^2, lam)`` for both ``k_1`` and ``k_2``, ``sigma_n^2 = 1``,
@@ -40,10 +45,12 @@ component of a 2-d linear SDE, the changepoint model is ``f = (1 - sig) f_1 + si
 independent ``f_1, f_2`` (a 4-d state observed through ``H_i = [1 - sig(x_i), 0, sig(x_i), 0]``). This
 is the same likelihood as the dense form (``likelihood="dense"``: batched Cholesky factorisations of the
 ``(l + 1) x (l + 1)`` covariance matrices, kept for cross-checks), to about 1e-12. Every optimiser step
-updates thousands of independent GPs at once: a batched L-BFGS with per-window memory, per-window
-backtracking (Armijo) line search, a fixed iteration budget and per-window early stopping (scipy's
-L-BFGS-B tests: projected gradient ``<= gtol``, relative decrease ``<= ftol``); converged windows leave
-the batch. The same code runs on CPU and CUDA.
+updates thousands of independent GPs at once: a batched L-BFGS (:func:`_lbfgs`) with per-window memory,
+a per-window weak-Wolfe line search, a fixed iteration budget and per-window early stopping (scipy's
+L-BFGS-B tests: gradient ``<= gtol``, relative decrease ``<= ftol``); finished windows leave the batch
+and queued ones take their place. The same code runs on CPU and CUDA (only CPU is tested here).
+float64 is the default; float32 runs but lands in other local optima on a few windows (measured:
+median severity difference 4e-7, maximum 0.15 over 300 windows).
 
 BOCPD (Adams & MacKay, 2007, "Bayesian Online Changepoint Detection", arXiv:0710.3742, Algorithm 1)
 with a Gaussian model of unknown mean and variance (Normal-Gamma prior, Student-t predictive) and the
@@ -82,8 +89,13 @@ __all__ = [
     "gp_changepoint_features",
     "gp_nlml",
     "apply_fallback",
+    "valid_window_ends",
     "bocpd",
     "bocpd_width",
+    "bocpd_init",
+    "bocpd_init_rows",
+    "bocpd_step",
+    "bocpd_run",
     "BOCPDStream",
     "BOCPDStateError",
 ]
@@ -984,7 +996,17 @@ def _as_panel(returns, name="returns") -> tuple[np.ndarray, object, object]:
 
 
 def valid_window_ends(returns: np.ndarray, lookback: int) -> np.ndarray:
-    """``(T, N)`` bool: True where the ``lookback + 1`` returns ending at t are all finite."""
+    """Where a GP changepoint window exists.
+
+    Parameters
+    ----------
+    returns : (T, N) float64 array.
+    lookback : l >= 0.
+
+    Returns
+    -------
+    (T, N) bool: True where the ``l + 1`` returns ending at row t are all finite.
+    """
     T, N = returns.shape
     ok = np.isfinite(returns).astype(np.int64)
     c = np.concatenate([np.zeros((1, N), np.int64), np.cumsum(ok, axis=0)])
@@ -1097,7 +1119,7 @@ def gp_changepoint_features(
     if len(tt):
         view = np.lib.stride_tricks.sliding_window_view(r, n, axis=0)  # (T - n + 1, N, n)
         # gather windows in blocks to bound memory
-        block = 200_000
+        block = 100_000
         for b0 in range(0, len(tt), block):
             ti, ji = tt[b0 : b0 + block], jj[b0 : b0 + block]
             win = view[ti - n + 1, ji]
@@ -1243,6 +1265,7 @@ def bocpd_run(S, rows, x, hazard, mu0, kappa0, alpha0, beta0, R, ks):
 
 @njit(cache=True)
 def bocpd_init_rows(S, rows, R, mu0, beta0):
+    """Reset the state rows ``rows`` (n,) int64 of ``S`` (N, :func:`bocpd_width`) float64 to the prior."""
     for c in range(rows.shape[0]):
         bocpd_init(S, rows[c], R, mu0, beta0)
 
