@@ -8,13 +8,15 @@ keeps them in Parquet files, one per cache key::
 
 ``params_hash`` is the sha256 (16 hex digits) of the method, its parameters and the cache format
 version. Each file holds the symbol's rows for a prefix of the input's dates (every date from the
-first, NaN before the first full window) and, in its Parquet metadata, the sha256 of the inputs it
-was computed from (the symbol's dates and closes up to its last row), the data checksum given by the
-caller (``data_sha256``, the store's checksum: provenance) and, for BOCPD, the streaming state after
-its last row. The data checksum of the key is thus kept per symbol and per prefix: on a new build a
-file is used only if the new input's dates and closes up to the file's last date hash to the same
-value; it is then extended with the new dates alone (incremental), otherwise recomputed. A value at
-date t uses returns up to t only, so extending never changes a stored row.
+first, NaN before the first full window): the input close itself, the features and, for GP, the fit
+status; its Parquet metadata holds the sha256 of those inputs (dates and closes), the data checksum
+given by the caller (``data_sha256``, e.g. the store file's checksum: provenance) and, for BOCPD, the
+streaming state after its last row. The data part of the key is thus checked per symbol and per date:
+on a new build each file is compared with the new input row by row (dates and closes, exactly). A
+value at date t uses returns up to t only, so with GP the rows before the first difference stay valid
+and only the rest is recomputed; BOCPD keeps only its final state, so it continues from the file's end
+when the whole file matches and restarts from the first date otherwise. New dates are computed alone
+(incremental); a shorter input is served from a longer file without rewriting it.
 
 Builds run in chunks of (symbol, date block) units of about ``chunk_windows`` windows; after each chunk
 every touched file is rewritten atomically (temporary file, fsync, ``os.replace``), so a build that is
@@ -54,9 +56,14 @@ def params_hash(method: str, params: dict) -> str:
 def input_sha256(dates: pd.DatetimeIndex, close: np.ndarray) -> str:
     """sha256 of a symbol's input: its dates (int64 nanoseconds) and closes (float64, NaN kept)."""
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(pd.DatetimeIndex(dates).asi8, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(_ns(dates), dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(close, dtype=np.float64).tobytes())
     return h.hexdigest()
+
+
+def _ns(dates) -> np.ndarray:
+    """Dates as int64 nanoseconds whatever the index's resolution (pandas 3 defaults to microseconds)."""
+    return pd.DatetimeIndex(dates).as_unit("ns").asi8
 
 
 def _symbol_file(folder: Path, symbol: str) -> Path:
@@ -73,7 +80,7 @@ def _read_meta(path: Path) -> dict | None:
 
 
 def _write(path: Path, dates: pd.DatetimeIndex, columns: dict[str, np.ndarray], meta: dict) -> None:
-    table = pa.table({"date": pa.array(dates.values, type=pa.timestamp("ns")), **{k: pa.array(v) for k, v in columns.items()}})
+    table = pa.table({"date": pa.array(_ns(dates), type=pa.timestamp("ns")), **{k: pa.array(v) for k, v in columns.items()}})
     table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -109,17 +116,26 @@ def _simple_returns(close: np.ndarray) -> np.ndarray:
     return r
 
 
-def _valid_prefix(path: Path, dates: pd.DatetimeIndex, close_col: np.ndarray, method: str, phash: str) -> tuple[int, dict | None]:
-    """Rows of ``path`` still valid for the current input (0 if none) and the file's metadata."""
+def _valid_prefix(path: Path, dates: pd.DatetimeIndex, close_col: np.ndarray, method: str, phash: str) -> tuple[int, dict | None, int]:
+    """Compare a cache file with the current input of its symbol.
+
+    Returns ``(k, meta, n_file)``: the length of the longest common prefix of the file's (date, close)
+    rows and the input's (0 without a usable file), the file's metadata and its number of rows."""
     if not path.exists():
-        return 0, None
+        return 0, None, 0
     m = _read_meta(path)
     if m is None or m.get("version") != CACHE_VERSION or m.get("method") != method or m.get("params_hash") != phash:
-        return 0, None
-    n = int(m["n_rows"])
-    if n > len(dates) or input_sha256(dates[:n], close_col[:n]) != m["input_sha256"]:
-        return 0, None
-    return n, m
+        return 0, None, 0
+    try:
+        tab = pq.read_table(path, columns=["date", "close"])
+    except (OSError, pa.ArrowInvalid, KeyError):
+        return 0, None, 0
+    f_dates = tab.column("date").to_numpy().astype("datetime64[ns]").view(np.int64)
+    f_close = tab.column("close").to_numpy()
+    n = min(len(f_dates), len(dates))
+    same = (f_dates[:n] == _ns(dates)[:n]) & ((f_close[:n] == close_col[:n]) | (np.isnan(f_close[:n]) & np.isnan(close_col[:n])))
+    k = n if same.all() else int(np.argmin(same))
+    return k, m, len(f_dates)
 
 
 def _plan_units(pending: list[tuple[int, int, int]], chunk_windows: int) -> list[list[tuple[int, int, int]]]:
@@ -284,7 +300,8 @@ def build_cpd_features(
             folder = None if cache is None else cache / "gp" / ph / f"w{w}"
             pending, have = [], {}
             for j, s in enumerate(symbols):
-                n_ok, meta = (0, None) if folder is None else _valid_prefix(_symbol_file(folder, s), dates, values[:, j], "gp", ph)
+                # GP rows before the first changed input stay valid (a value at t uses closes up to t)
+                n_ok, _, _ = (0, None, 0) if folder is None else _valid_prefix(_symbol_file(folder, s), dates, values[:, j], "gp", ph)
                 have[j] = n_ok
                 if n_ok < T:
                     pending.append((j, n_ok, T))
@@ -330,9 +347,11 @@ def build_cpd_features(
     folder = None if cache is None else cache / "bocpd" / ph
     pending, have, states = [], {}, {}
     for j, s in enumerate(symbols):
-        n_ok, meta = (0, None) if folder is None else _valid_prefix(_symbol_file(folder, s), dates, values[:, j], "bocpd", ph)
+        n_ok, meta, n_file = (0, None, 0) if folder is None else _valid_prefix(_symbol_file(folder, s), dates, values[:, j], "bocpd", ph)
+        if n_ok < min(n_file, T):  # a changed input inside the file: the state there is unknown, restart
+            n_ok, meta = 0, None
         have[j] = n_ok
-        states[j] = None if meta is None else np.frombuffer(base64.b64decode(meta["state"]), dtype=np.float64).copy()
+        states[j] = None if meta is None or n_ok == 0 else np.frombuffer(base64.b64decode(meta["state"]), dtype=np.float64).copy()
         if n_ok < T:
             pending.append((j, n_ok, T))
     bar = _bar(progress, sum(b - a for _, a, b in pending), "BOCPD rows")
@@ -367,7 +386,7 @@ def _bar(progress: bool, total: int, desc: str):
 def _extend(current, folder, symbol, j, a, b, dates, values, cols, have, method, ph, params, window, data_sha256, state):
     """Append rows ``a..b-1`` of one symbol to its cached frame (read from disk when needed) and, with
     a cache, rewrite its file atomically. Returns the frame of rows ``0..b-1``."""
-    new = pd.DataFrame(cols, index=dates[a:b])
+    new = pd.DataFrame({"close": values[a:b, j], **cols}, index=dates[a:b])
     if a == 0:
         frame = new
     else:

@@ -596,9 +596,15 @@ def test_gp_cache_recomputes_a_restated_history(tmp_path, monkeypatch):
     counter = Counter(fc._compute_gp_chunk)
     monkeypatch.setattr(fc, "_compute_gp_chunk", counter)
     out = fc.build_cpd_features(restated, cache_dir=tmp_path, **kw)
-    assert counter.rows == len(close)  # only the restated symbol, in full
+    assert counter.rows == len(close) - 5  # the restated symbol from the restated date on
     fresh = fc.build_cpd_features(restated, cache_dir=None, **kw)
     frames_equal(out, fresh)
+    # a shorter input is served from the longer files: nothing computed, nothing rewritten
+    counter.rows = counter.calls = 0
+    files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
+    short = fc.build_cpd_features(restated.iloc[:20], cache_dir=tmp_path, **kw)
+    assert counter.calls == 0 and {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")} == files
+    frames_equal(short, {k: v.iloc[:20] for k, v in fresh.items()})
 
 
 def test_bocpd_cache_incremental_and_resume(tmp_path, monkeypatch):
@@ -610,7 +616,15 @@ def test_bocpd_cache_incremental_and_resume(tmp_path, monkeypatch):
     np.testing.assert_array_equal(full["bocpd_run_length"].to_numpy(), rl)
     fc.build_cpd_features(close.iloc[:33], cache_dir=tmp_path / "inc", **kw)
     frames_equal(full, fc.build_cpd_features(close, cache_dir=tmp_path / "inc", **kw))
-    killer = Counter(fc._compute_bocpd_chunk, fail_on=3)
+    # a restated close inside the cached rows: BOCPD restarts that symbol from the first date
+    restated = close.copy()
+    restated.iloc[40, 2] *= 0.99
+    counter = Counter(fc._compute_bocpd_chunk)
+    monkeypatch.setattr(fc, "_compute_bocpd_chunk", counter)
+    out = fc.build_cpd_features(restated, cache_dir=tmp_path / "full", **kw)
+    assert counter.rows == len(close)
+    frames_equal(out, fc.build_cpd_features(restated, cache_dir=None, **kw))
+    killer = Counter(fc._compute_bocpd_chunk.fn, fail_on=3)
     monkeypatch.setattr(fc, "_compute_bocpd_chunk", killer)
     with pytest.raises(KeyboardInterrupt):
         fc.build_cpd_features(close, cache_dir=tmp_path / "kill", **kw)
