@@ -869,8 +869,8 @@ def fit_gp_changepoint_windows(
     progress : show a tqdm bar (fits done).
     threads : torch intra-op threads during the fit (restored afterwards); default 1: with one thread
         (and the padding of ``_PAD_ROWS``) a window's result is bit-identical whatever else is in its
-        batch, and on the 2-core test machine one thread was also faster than two (99 vs 76 windows/s
-        at lookback 126). None leaves torch's setting. Ignored on CUDA.
+        batch, and on the 2-core test machine one thread was also faster than two (measured once, on a
+        loaded machine: 99 vs 76 windows/s at lookback 126). None leaves torch's setting. Ignored on CUDA.
 
     Returns
     -------
