@@ -237,6 +237,7 @@ def test_batched_lbfgs_solves_rosenbrock_and_flags_nonfinite_starts():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # about 6 s of CPU beyond the imports (scipy fits of 20 likelihoods)
 def test_gp_fits_agree_with_scipy_float64():
     """Ten windows of the papers' lookback 21 (22 returns) with planted changes.
 
