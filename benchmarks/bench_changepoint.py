@@ -3,18 +3,18 @@
 Cases (all in one process, threads pinned: torch and numba use ``BENCH_THREADS`` threads, default 1;
 the load average is printed in the header because other processes on the machine distort timings):
 
-1. GP-CPD windows per second, for each lookback: ``kit.changepoint.fit_gp_changepoint_windows`` on a
+1. GP-CPD windows per second, for each lookback: ``kit.features.changepoint.fit_gp_changepoint_windows`` on a
    batch of real return windows (the default Kalman likelihood, working set from ``chunk_size``)
    against the same function called on one window at a time, and against the batched dense
    (Cholesky) likelihood; the one-at-a-time and dense rows run on a sample of the same windows until
    the time budget is spent. Windows are drawn at random (seeded) from the committed store.
 2. A 100-symbol daily universe: the 100 most liquid symbols as known on 2000-12-29
    (``kit.data.select_universe``: median dollar volume over the preceding 252 days, no look-ahead),
-   ``kit.feature_cache.build_cpd_features`` (GP, lookbacks 21 and 126, into a temporary cache) on
+   ``kit.features.cache.build_cpd_features`` (GP, lookbacks 21 and 126, into a temporary cache) on
    their last ``--days`` dates (the full history would take hours), then extrapolated to their whole
    history and to the whole store (504 symbols, ~5,400 days) from the measured windows per second
    and the exact number of windows. BOCPD is built in full for both.
-3. BOCPD cells per second on the whole store (``kit.changepoint.bocpd``, R = 500, k = (21, 126)),
+3. BOCPD cells per second on the whole store (``kit.features.changepoint.bocpd``, R = 500, k = (21, 126)),
    against the plain numpy implementation of the tests on a few symbols.
 
     BENCH_THREADS=1 .venv/bin/python benchmarks/bench_changepoint.py [--budget 60] [--days 126]
@@ -39,9 +39,10 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import changepoint as cp  # noqa: E402
 from kit import data  # noqa: E402
-from kit import feature_cache as fc  # noqa: E402
+from kit.features import bocpd as bo  # noqa: E402
+from kit.features import cache as fc  # noqa: E402
+from kit.features import changepoint as cp  # noqa: E402
 from tests.test_changepoint import bocpd_reference  # noqa: E402
 
 torch.set_num_threads(THREADS)
@@ -136,7 +137,7 @@ def main() -> None:
         t_gp = {}
         for lb in args.lookbacks:
             t = time.perf_counter()
-            frames = fc.build_cpd_features(sub, windows=(lb,), cache_dir=tmp, progress=False)
+            frames = fc.build_cpd_features(sub, windows=(lb,), cache_dir=tmp, progress=False).frames
             t_gp[lb] = time.perf_counter() - t
             n_sub[lb] = int((frames[f"cp_status_{lb}"].to_numpy() != cp.STATUS_NO_WINDOW).sum())  # windows fitted
         t = time.perf_counter()
@@ -156,9 +157,9 @@ def main() -> None:
     print()
 
     # 3. BOCPD cells per second
-    cp.bocpd(R[:50, :3], k=(21, 126))  # compile or load the numba cache
+    bo.bocpd(R[:50, :3], k=(21, 126))  # compile or load the numba cache
     t = time.perf_counter()
-    cp.bocpd(R, k=(21, 126))
+    bo.bocpd(R, k=(21, 126))
     t_b = time.perf_counter() - t
     valid = int(np.isfinite(R).sum())
     k_ref = 3
@@ -168,7 +169,7 @@ def main() -> None:
         bocpd_reference(x_ref[:, j], 1 / 250, 0.0, 1.0, 1.0, 1e-4, 500, (21, 126))
     t_ref = time.perf_counter() - t
     t = time.perf_counter()
-    cp.bocpd(x_ref, k=(21, 126))
+    bo.bocpd(x_ref, k=(21, 126))
     t_kit_small = time.perf_counter() - t
     print("BOCPD (R = 500, k = (21, 126)):")
     print()

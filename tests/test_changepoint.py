@@ -1,7 +1,9 @@
-"""kit.changepoint and kit.feature_cache: the GP changepoint fits against an independent float64
-numpy/scipy implementation of the same likelihoods, planted changepoints, no look-ahead, fallbacks;
-BOCPD against a plain numpy implementation of Adams & MacKay (hypothesis), batch == streaming, state
-round trip; the feature cache (reuse, incremental == full, resume after a kill)."""
+"""kit.features.changepoint, kit.features.bocpd, kit.features.cache and kit.features.spec: the GP
+changepoint fits against an independent float64 numpy/scipy implementation of the same likelihoods,
+planted changepoints, no look-ahead, fallbacks; BOCPD against a plain numpy implementation of Adams &
+MacKay (hypothesis), the ``bocpd`` feature set's batch == streaming, state round trip; the feature
+cache (reuse, incremental == full, resume after an interruption, first dates, restatements); feature
+specifications."""
 
 import math
 import os
@@ -16,8 +18,10 @@ from scipy import stats
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from kit import changepoint as cp
-from kit import feature_cache as fc
+from kit import features
+from kit.features import bocpd as bo
+from kit.features import cache as fc
+from kit.features import changepoint as cp
 
 U_ONE = math.log(math.e - 1.0)  # softplus^-1(1)
 # a short iteration budget for tests of properties that hold whatever the budget (no look-ahead,
@@ -391,9 +395,9 @@ def test_bad_input_raises_named_errors():
     with pytest.raises(ValueError, match="likelihood"):
         cp.fit_gp_changepoint_windows(np.random.default_rng(0).normal(size=(1, 5)), config=cp.GPFitConfig(likelihood="exact"))
     with pytest.raises(ValueError, match="hazard"):
-        cp.bocpd(np.zeros(5), hazard=1.5)
+        bo.bocpd(np.zeros(5), hazard=1.5)
     with pytest.raises(ValueError, match="max_run_length"):
-        cp.bocpd(np.zeros(5), k=30, max_run_length=20)
+        bo.bocpd(np.zeros(5), k=30, max_run_length=20)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -402,6 +406,7 @@ def test_cuda_matches_cpu():
     a = cp.fit_gp_changepoint_windows(W, device="cpu")
     b = cp.fit_gp_changepoint_windows(W, device="cuda")
     np.testing.assert_allclose(a["severity"], b["severity"], atol=1e-3)
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,7 +454,7 @@ def return_series(draw):
 )
 def test_bocpd_matches_numpy_reference(x, hazard, R, kappa0, alpha0, beta0):
     ks = tuple(k for k in (1, 3, 10) if k <= R)
-    got_p, got_rl = cp.bocpd(x, hazard=hazard, mu0=0.001, kappa0=kappa0, alpha0=alpha0, beta0=beta0, max_run_length=R, k=ks)
+    got_p, got_rl = bo.bocpd(x, hazard=hazard, mu0=0.001, kappa0=kappa0, alpha0=alpha0, beta0=beta0, max_run_length=R, k=ks)
     want_p, want_rl = bocpd_reference(x, hazard, 0.001, kappa0, alpha0, beta0, R, ks)
     np.testing.assert_array_equal(np.isnan(got_rl), np.isnan(x))
     np.testing.assert_allclose(got_p, want_p, rtol=1e-9, atol=1e-12)
@@ -459,64 +464,73 @@ def test_bocpd_matches_numpy_reference(x, hazard, R, kappa0, alpha0, beta0):
 def test_bocpd_detects_a_planted_change():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0, 0.01, 300), rng.normal(0, 0.04, 50)])
-    p, rl = cp.bocpd(x, k=5)
+    p, rl = bo.bocpd(x, k=5)
     assert p[299] < 0.05 and p[300:306].max() > 0.5
     assert rl[299] > 100 and rl[310] < 20
 
 
-def random_panel(T=120, N=6, seed=0):
+def random_closes(T=160, N=6, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 0.01, (T, N))
-    x[:30, 1] = np.nan  # late listing
-    x[90:, 2] = np.nan  # delisting
-    x[50:53, 3] = np.nan  # a gap
-    x[60:, 4] *= 4
-    return x
+    x[100:, 4] *= 4  # a volatility change
+    c = 50 * np.cumprod(1 + x, axis=0)
+    c[:30, 1] = np.nan  # late listing
+    c[90:, 2] = np.nan  # delisting
+    c[50:53, 3] = np.nan  # a gap
+    return c
+
+
+def test_bocpd_feature_set_is_the_kernel_on_returns():
+    """The ``bocpd`` set on closes = :func:`bocpd` on the same simple returns (k 5, 21), run length / R."""
+    c = random_closes()
+    got = features.feature_set("bocpd", pd.DataFrame(c))
+    assert got.names == ["bocpd_cp_prob_5", "bocpd_cp_prob_21", "bocpd_run_length_norm"]
+    r = np.full_like(c, np.nan)
+    r[1:] = c[1:] / c[:-1] - 1
+    p, rl = bo.bocpd(r, k=bo.BOCPD_K)
+    np.testing.assert_array_equal(got.values[:, :, :2], p)
+    np.testing.assert_array_equal(got.values[:, :, 2], rl / 500)
+    assert np.isnan(got.values[:31, 1]).all() and np.isfinite(got.values[31:, 1]).all()
+    assert (got.values[130:, 4, 2] < got.values[99, 4, 2]).all()  # the volatility change shortens the run
 
 
 def test_bocpd_streaming_equals_batch_bit_for_bit(tmp_path):
-    x = random_panel()
-    params = {"hazard": 0.01, "max_run_length": 80}
-    p, rl = cp.bocpd(x, k=(5, 21), **params)
-    dates = pd.bdate_range("2020-01-01", periods=len(x))
-    stream = cp.BOCPDStream([f"S{j}" for j in range(x.shape[1])], k=(5, 21), **params)
+    """The ``bocpd`` feature set through :class:`kit.features.StreamingFeatures` (bar by bar, saved and
+    loaded, a symbol added late) equals the batch set, and a bar is never applied twice."""
+    c = random_closes()
+    names = [f"S{j}" for j in range(c.shape[1])]
+    dates = pd.bdate_range("2020-01-01", periods=len(c))
+    batch = features.feature_set("bocpd", pd.DataFrame(c, index=dates, columns=names)).values
+    both = features.feature_set("dmn", pd.DataFrame(c, index=dates, columns=names)).values
+    sf = features.StreamingFeatures(("dmn", "bocpd"), names[:-1])
     for t in range(60):
-        pt, rlt = stream.update_arrays(x[t], date=dates[t])
-        np.testing.assert_array_equal(pt, p[t])
-        np.testing.assert_array_equal(rlt, rl[t])
-    path = stream.save(tmp_path / "bocpd.npz")
-    assert [f.name for f in tmp_path.iterdir()] == ["bocpd.npz"]  # no temporary file left
-    loaded = cp.BOCPDStream.load(path)
-    np.testing.assert_array_equal(loaded.state, stream.state)
-    assert loaded.last_date == dates[59] and loaded.ks == (5, 21)
-    pb, rlb = loaded.run(x[60:], date_first=dates[60], date_last=dates[-1])
-    np.testing.assert_array_equal(pb, p[60:])
-    np.testing.assert_array_equal(rlb, rl[60:])
-    with pytest.raises(cp.BOCPDStateError, match="not after"):
-        loaded.update_arrays(x[-1], date=dates[-1])
-
-
-def test_bocpd_state_file_checks(tmp_path):
-    s = cp.BOCPDStream(["A"], max_run_length=10)
-    path = s.save(tmp_path / "s.npz")
-    with np.load(path) as z:
-        meta, state = str(z["meta"]), z["state"]
-    np.savez(tmp_path / "bad.npz", meta=np.array(meta.replace('"version": 1', '"version": 99')), state=state)
-    with pytest.raises(cp.BOCPDStateError, match="version"):
-        cp.BOCPDStream.load(tmp_path / "bad.npz")
-    np.savez(tmp_path / "bad2.npz", meta=np.array(meta), state=state[:, :5])
-    with pytest.raises(cp.BOCPDStateError, match="shape"):
-        cp.BOCPDStream.load(tmp_path / "bad2.npz")
+        out = sf.update(pd.DataFrame({"close": c[t, :-1]}, index=names[:-1]), date=dates[t])
+        np.testing.assert_array_equal(out.to_numpy()[:, 8:], batch[t, :-1])
+        np.testing.assert_array_equal(out.to_numpy()[:, :8], both[t, :-1])
+    path = sf.save(tmp_path / "state.npz")
+    assert [f.name for f in tmp_path.iterdir()] == ["state.npz"]  # no temporary file left
+    loaded = features.StreamingFeatures.load(path)
+    fresh = features.StreamingFeatures(("bocpd",), [names[-1]])
+    fresh.warm_up({"close": pd.DataFrame(c[:60, -1:], index=dates[:60], columns=names[-1:])})
+    for t in range(60, len(c)):
+        out = loaded.update(pd.DataFrame({"close": c[t, :-1]}, index=names[:-1]), date=dates[t])
+        np.testing.assert_array_equal(out.to_numpy()[:, 8:], batch[t, :-1])
+        last = fresh.update_arrays(close=c[t, -1:], date=dates[t])
+        np.testing.assert_array_equal(last, batch[t, -1:])
+    with pytest.raises(features.StreamingStateError, match="not after"):
+        loaded.update(pd.DataFrame({"close": c[-1, :-1]}, index=names[:-1]), date=dates[-1])
 
 
 def test_bocpd_nan_bar_leaves_state_unchanged():
-    s = cp.BOCPDStream(["A", "B"], max_run_length=20)
-    s.update_arrays(np.array([0.01, 0.02]))
-    before = s.state
-    p, rl = s.update_arrays(np.array([np.nan, 0.01]))
-    assert np.isnan(p[0]).all() and np.isnan(rl[0])
-    np.testing.assert_array_equal(s.state[0], before[0])
-    assert not np.array_equal(s.state[1], before[1])
+    S = bo.new_state(2, 20, 0.0, 1e-4)
+    slots = np.arange(2, dtype=np.int64)
+    ks = np.array([5], dtype=np.int64)
+    bo.bocpd_run(S, slots, np.array([[0.01, 0.02]]), 0.01, 0.0, 1.0, 1.0, 1e-4, 20, ks)
+    before = S.copy()
+    out = bo.bocpd_run(S, slots, np.array([[np.nan, 0.01]]), 0.01, 0.0, 1.0, 1.0, 1e-4, 20, ks)
+    assert np.isnan(out[0, 0]).all()
+    np.testing.assert_array_equal(S[:, 0], before[:, 0])
+    assert not np.array_equal(S[:, 1], before[:, 1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,17 +545,16 @@ def close_frame(T=70, N=4, seed=0):
     return pd.DataFrame(close, index=pd.bdate_range("2021-01-04", periods=T), columns=["AAA", "BRK.B", "C/D", "EEE", "FFF", "GGG"][:N])
 
 
-
 class Counter:
     def __init__(self, fn, fail_on=None):
         self.fn, self.fail_on, self.calls, self.rows = fn, fail_on, 0, 0
 
-    def __call__(self, returns, units, *args):
+    def __call__(self, data, units, *args):
         self.calls += 1
         if self.fail_on is not None and self.calls == self.fail_on:
-            raise KeyboardInterrupt("simulated kill")
+            raise KeyboardInterrupt("simulated interruption")
         self.rows += sum(b - a for _, a, b in units)
-        return self.fn(returns, units, *args)
+        return self.fn(data, units, *args)
 
 
 def frames_equal(a, b):
@@ -552,41 +565,44 @@ def frames_equal(a, b):
 
 def test_gp_cache_reuse_incremental_and_resume(tmp_path, monkeypatch):
     close = close_frame(T=45, N=3)
+    rows = int(close.notna().cummax().sum().sum())  # rows from each symbol's first close
     kw = {"windows": (6,), "progress": False, "data_sha256": "abc123", "chunk_windows": 50, "gp_config": FAST_GP}
     counter = Counter(fc._compute_gp_chunk)
     monkeypatch.setattr(fc, "_compute_gp_chunk", counter)
     full = fc.build_cpd_features(close, cache_dir=tmp_path / "full", **kw)
-    assert counter.rows == close.size
+    assert counter.rows == rows == full.rows_computed and full.rows_reused == 0
     direct = cp.gp_changepoint_features(close.pct_change(fill_method=None), 6, config=FAST_GP)
-    np.testing.assert_array_equal(full["cp_severity_6"].to_numpy(), direct.severity)
-    np.testing.assert_array_equal(full["cp_status_6"].to_numpy(), direct.status)
-    assert np.isnan(full["cp_severity_6"].iloc[:7]).all().all()
+    np.testing.assert_array_equal(full.frames["cp_severity_6"].to_numpy(), direct.severity)
+    np.testing.assert_array_equal(full.frames["cp_status_6"].to_numpy(), direct.status)
+    assert full.windows_fitted == int((direct.status != cp.STATUS_NO_WINDOW).sum())
+    assert np.isnan(full.frames["cp_severity_6"].iloc[:7]).all().all()
     # second build: read from disk, nothing recomputed
     counter.rows = counter.calls = 0
     again = fc.build_cpd_features(close, cache_dir=tmp_path / "full", **kw)
-    assert counter.calls == 0
-    frames_equal(full, again)
+    assert counter.calls == 0 and again.rows_reused == rows and again.rows_computed == 0
+    frames_equal(full.frames, again.frames)
     entries = fc.cache_entries(tmp_path / "full")
     assert sorted(entries["symbol"]) == sorted(close.columns) and set(entries["data_sha256"]) == {"abc123"}
+    assert entries.set_index("symbol").loc["BRK.B", "first_date"] == str(close.index[20].date())  # from its first close
     # incremental: build on the first 30 dates, then extend to 45: equals the full build exactly
     fc.build_cpd_features(close.iloc[:30], cache_dir=tmp_path / "inc", **kw)
     counter.rows = 0
     inc = fc.build_cpd_features(close, cache_dir=tmp_path / "inc", **kw)
     assert counter.rows == 15 * close.shape[1]
-    frames_equal(full, inc)
-    # killed midway (an exception inside the second chunk), then resumed
+    frames_equal(full.frames, inc.frames)
+    # interrupted inside the second chunk, then resumed without recomputing the first
     killer = Counter(counter.fn, fail_on=2)
     monkeypatch.setattr(fc, "_compute_gp_chunk", killer)
     with pytest.raises(KeyboardInterrupt):
         fc.build_cpd_features(close, cache_dir=tmp_path / "kill", **kw)
     done_rows = killer.rows
-    assert 0 < done_rows < close.size
+    assert 0 < done_rows < rows
     assert not [p for p in (tmp_path / "kill").rglob("*") if p.name.endswith(".tmp")]
     resumed = Counter(counter.fn)
     monkeypatch.setattr(fc, "_compute_gp_chunk", resumed)
     out = fc.build_cpd_features(close, cache_dir=tmp_path / "kill", **kw)
-    assert resumed.rows == close.size - done_rows
-    frames_equal(full, out)
+    assert resumed.rows == rows - done_rows == out.rows_computed and out.rows_reused == done_rows
+    frames_equal(full.frames, out.frames)
 
 
 def test_gp_cache_recomputes_a_restated_history(tmp_path, monkeypatch):
@@ -599,39 +615,57 @@ def test_gp_cache_recomputes_a_restated_history(tmp_path, monkeypatch):
     monkeypatch.setattr(fc, "_compute_gp_chunk", counter)
     out = fc.build_cpd_features(restated, cache_dir=tmp_path, **kw)
     assert counter.rows == len(close) - 5  # the restated symbol from the restated date on
-    fresh = fc.build_cpd_features(restated, cache_dir=None, **kw)
-    frames_equal(out, fresh)
+    fresh = fc.build_cpd_features(restated, cache_dir=False, **kw)
+    frames_equal(out.frames, fresh.frames)
     # a shorter input is served from the longer files: nothing computed, nothing rewritten
     counter.rows = counter.calls = 0
     files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
     short = fc.build_cpd_features(restated.iloc[:20], cache_dir=tmp_path, **kw)
     assert counter.calls == 0 and {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")} == files
-    frames_equal(short, {k: v.iloc[:20] for k, v in fresh.items()})
+    frames_equal(short.frames, {k: v.iloc[:20] for k, v in fresh.frames.items()})
+
+
+def test_cache_keeps_one_file_per_first_date(tmp_path, monkeypatch):
+    """A universe loaded from a later date has its own files (nothing overwritten); a symbol listed
+    after both start dates shares its file; values agree wherever both have a full window."""
+    close = close_frame(T=60, N=2)
+    kw = {"windows": (6,), "progress": False, "gp_config": FAST_GP}
+    early = fc.build_cpd_features(close, cache_dir=tmp_path, **kw)
+    counter = Counter(fc._compute_gp_chunk)
+    monkeypatch.setattr(fc, "_compute_gp_chunk", counter)
+    late = fc.build_cpd_features(close.iloc[10:], cache_dir=tmp_path, **kw)
+    assert counter.rows == 50  # AAA from its new first date; BRK.B (first close at row 20) read back
+    assert len(fc.cache_entries(tmp_path)) == 3
+    counter.rows = 0
+    again = fc.build_cpd_features(close, cache_dir=tmp_path, **kw)
+    assert counter.rows == 0
+    frames_equal(early.frames, again.frames)
+    np.testing.assert_array_equal(late.frames["cp_severity_6"].iloc[8:], early.frames["cp_severity_6"].iloc[18:])
 
 
 def test_bocpd_cache_incremental_and_resume(tmp_path, monkeypatch):
     close = close_frame(T=90, N=5, seed=3)
     kw = {"windows": (5, 21), "method": "bocpd", "progress": False, "bocpd_params": {"max_run_length": 60}, "chunk_windows": 50}
     full = fc.build_cpd_features(close, cache_dir=tmp_path / "full", **kw)
-    p, rl = cp.bocpd(close.pct_change(fill_method=None).to_numpy(), k=(5, 21), max_run_length=60)
-    np.testing.assert_array_equal(full["bocpd_cp_prob_21"].to_numpy(), p[:, :, 1])
-    np.testing.assert_array_equal(full["bocpd_run_length"].to_numpy(), rl)
+    p, rl = bo.bocpd(close.pct_change(fill_method=None).to_numpy(), k=(5, 21), max_run_length=60)
+    np.testing.assert_array_equal(full.frames["bocpd_cp_prob_21"].to_numpy(), p[:, :, 1])
+    np.testing.assert_array_equal(full.frames["bocpd_run_length"].to_numpy(), rl)
     fc.build_cpd_features(close.iloc[:33], cache_dir=tmp_path / "inc", **kw)
-    frames_equal(full, fc.build_cpd_features(close, cache_dir=tmp_path / "inc", **kw))
-    # a restated close inside the cached rows: BOCPD restarts that symbol from the first date
+    frames_equal(full.frames, fc.build_cpd_features(close, cache_dir=tmp_path / "inc", **kw).frames)
+    # a restated close inside the cached rows: BOCPD restarts that symbol from its first date
     restated = close.copy()
     restated.iloc[40, 2] *= 0.99
     counter = Counter(fc._compute_bocpd_chunk)
     monkeypatch.setattr(fc, "_compute_bocpd_chunk", counter)
     out = fc.build_cpd_features(restated, cache_dir=tmp_path / "full", **kw)
     assert counter.rows == len(close)
-    frames_equal(out, fc.build_cpd_features(restated, cache_dir=None, **kw))
+    frames_equal(out.frames, fc.build_cpd_features(restated, cache_dir=False, **kw).frames)
     killer = Counter(fc._compute_bocpd_chunk.fn, fail_on=3)
     monkeypatch.setattr(fc, "_compute_bocpd_chunk", killer)
     with pytest.raises(KeyboardInterrupt):
         fc.build_cpd_features(close, cache_dir=tmp_path / "kill", **kw)
     monkeypatch.setattr(fc, "_compute_bocpd_chunk", Counter(killer.fn))
-    frames_equal(full, fc.build_cpd_features(close, cache_dir=tmp_path / "kill", **kw))
+    frames_equal(full.frames, fc.build_cpd_features(close, cache_dir=tmp_path / "kill", **kw).frames)
 
 
 def test_cache_rejects_bad_input(tmp_path):
@@ -642,4 +676,45 @@ def test_cache_rejects_bad_input(tmp_path):
         fc.build_cpd_features(close.iloc[::-1], cache_dir=tmp_path)
     with pytest.raises(ValueError, match="bocpd_params"):
         fc.build_cpd_features(close, method="bocpd", bocpd_params={"lambda": 3}, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="hazard"):
+        fc.build_cpd_features(close, method="bocpd", bocpd_params={"hazard": 2.0}, cache_dir=tmp_path)
     assert not os.listdir(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# feature specifications
+# --------------------------------------------------------------------------------------------
+
+
+def test_feature_spec_parsing_and_names():
+    assert features.parse_feature_spec("dmn + cpd21+bocpd") == ("dmn", "cpd21", "bocpd")
+    assert features.feature_spec_names("cpd21+bocpd") == ["cp_severity_21", "cp_location_21", *bo.BOCPD_NAMES]
+    assert len(features.feature_spec_names("dmn+cpd21+cpd126+bocpd")) == 8 + 2 + 2 + 3
+    for bad, msg in (("", "non-empty"), ("dmn+cpd20", "unknown token 'cpd20'"), ("dmn+dmn", "repeated"), ("dmn+ldtm", "unknown token"), (3, "string")):
+        with pytest.raises(ValueError, match=msg):
+            features.parse_feature_spec(bad)
+
+
+def test_feature_array_of_a_spec(tmp_path, monkeypatch):
+    close = close_frame(T=300, N=3)
+    dmn = features.feature_set("dmn", close)
+    same = features.feature_array("dmn", close, cache_dir=tmp_path)
+    np.testing.assert_array_equal(same.values, dmn.values)
+    assert same.names == dmn.names and not list(tmp_path.iterdir())  # dmn alone: nothing cached
+    monkeypatch.setattr(fc, "_compute_gp_chunk", Counter(fc._compute_gp_chunk))
+    cfg = fc.cpd.GPFitConfig
+    monkeypatch.setattr(fc.cpd, "GPFitConfig", lambda: cfg(max_iter=25))  # short fits: this test is about assembly
+    fa = features.feature_array("dmn+cpd10+bocpd", close, cache_dir=tmp_path)
+    assert fa.names == [*dmn.names, "cp_severity_10", "cp_location_10", *bo.BOCPD_NAMES] and fa.values.shape == (300, 3, 13)
+    np.testing.assert_array_equal(fa.values[:, :, :8], dmn.values)
+    np.testing.assert_array_equal(fa.values[:, :, 10:], features.feature_set("bocpd", close).values)
+    gp = cp.gp_changepoint_features(close.pct_change(fill_method=None), 10, config=cfg(max_iter=25), fallback="ffill")
+    np.testing.assert_array_equal(fa.values[:, :, 8], gp.severity)
+    np.testing.assert_array_equal(fa.values[:, :, 9], gp.location)
+    assert np.isfinite(fa.values[31:, :, 8:]).all()  # ffill: no failed fit leaves a hole
+    # the second call reads the cache only
+    counter = Counter(fc._compute_gp_chunk.fn)
+    monkeypatch.setattr(fc, "_compute_gp_chunk", counter)
+    again = features.feature_array("dmn+cpd10+bocpd", close, cache_dir=tmp_path)
+    assert counter.calls == 0
+    np.testing.assert_array_equal(again.values, fa.values)

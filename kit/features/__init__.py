@@ -1,7 +1,11 @@
 """Features: numba kernels on ``(T, N)`` arrays (:mod:`.kernels`, arrays only), labelled indicators
 (:mod:`.indicators`), the table of named feature sets (:mod:`.sets`), targets (:mod:`.targets`),
 windows (:mod:`.windows`), the streaming state (:mod:`.streaming`) and multi-timeframe features
-(:mod:`.multi`).
+(:mod:`.multi`). Changepoint features: the GP changepoint severity and location of the Momentum
+Transformer paper (:mod:`.changepoint`, torch, batched), Bayesian online changepoint detection
+(:mod:`.bocpd`, numba, also the ``bocpd`` feature set), their on-disk cache (:mod:`.cache`) and the
+feature specifications a profile gives a model (:mod:`.spec`: ``features: dmn+cpd21+bocpd``).
+:mod:`.changepoint` and :mod:`.cache` are imported on first use (torch, pyarrow), not by this package.
 
 Frames are wide ``(T, N)`` (index = dates, columns = symbols). Every feature at date t uses prices up
 to and including t only; every target at date t uses prices after t only.
@@ -11,6 +15,7 @@ from . import kernels
 from .indicators import daily_returns, ex_ante_vol, macd_signal, normalised_returns, symbol_indicators
 from .multi import TIMEFRAMES, multi_timeframe_features
 from .sets import FEATURE_SETS, FeatureArray, FeatureSetSpec, dmn_features, feature_set, stack_features
+from .spec import DEFAULT_FEATURES, feature_array, feature_spec_names, parse_feature_spec
 from .streaming import StreamingFeatures, StreamingStateError
 from .targets import forward_returns, next_day_target
 from .windows import make_samples, make_sequences, padded_windows, rolling_windows, sliding_windows
@@ -28,6 +33,10 @@ __all__ = [
     "dmn_features",
     "feature_set",
     "stack_features",
+    "DEFAULT_FEATURES",
+    "feature_array",
+    "feature_spec_names",
+    "parse_feature_spec",
     "StreamingFeatures",
     "StreamingStateError",
     "forward_returns",
