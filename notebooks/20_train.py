@@ -19,6 +19,14 @@
 # the test blocks' positions are kept. Each fold's leakage count (training or validation rows whose
 # target reaches into a later block) is checked and must be 0. With `search_trials > 0` the
 # hyperparameters are first searched with optuna on dates before `test_start` only.
+#
+# **Changepoint features.** `features` (and a variant's own `features`) adds inputs to the DMN set:
+# `cpd21`, `cpd126` (Wood, Giegerich, Roberts & Zohren, 2021: the severity and location of a
+# Gaussian-process changepoint over the last 21 or 126 returns, the Momentum Transformer's published
+# inputs) and `bocpd` (Bayesian online changepoint detection, Adams & MacKay, 2007: the probability of
+# a change within the last 5 and 21 days and the expected run length). A *variant* trains a model of
+# the catalogue on other features under its own name (e.g. `momentum_transformer_cpd`), so the
+# backtest compares the model with and without them; every variant counts as a configuration tried.
 
 # %% tags=["parameters"]
 # Data and universe (defaults: the small smoke case that CI runs)
@@ -32,7 +40,9 @@ universe = "point_in_time"     # point_in_time: each decision date trains and tr
 cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 
 # Walk-forward and models
-models = ["dmn_lstm", "ldtm"]  # any of dmn_lstm, momentum_transformer, linear, mlp, ensemble, ldtm
+models = ["dmn_lstm", "ldtm", "dmn_lstm_bocpd"]  # any of dmn_lstm, momentum_transformer, linear, mlp, ensemble, ldtm, or a variant
+features = "dmn"               # inputs of the position models: dmn, or e.g. dmn+cpd21+bocpd (changepoint features, cached)
+variants = {"dmn_lstm_bocpd": {"model": "dmn_lstm", "features": "dmn+bocpd"}}  # a model on other features, under its own name
 members = ["dmn_lstm", "linear", "mlp"]  # members when model is ensemble
 ensemble_method = "stacked"    # equal, inverse_loss or stacked (weights fitted on validation blocks only)
 n_heads = 4                    # Momentum Transformer attention heads (its d_model is hidden_size)
@@ -75,7 +85,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from kit import data, reports, training
-from kit.models import MODEL_LABELS
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
 loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
@@ -92,9 +101,9 @@ print(f"{len(universe_symbols)} symbols, {close.index[0].date()} to {close.index
 # %%
 searches = {}
 if search_trials > 0:
-    for name in [m for m in models if m not in ("ensemble", "ldtm")]:
+    for name in [m for m in models if settings.variant(m).model not in ("ensemble", "ldtm")]:
         searches[name] = training.search_hyperparameters(
-            close, model=name, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
+            close, model=settings.variant(name).model, features=settings.variant(name).features, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
             lookback=settings.lookback, target_vol=settings.target_vol, epochs=settings.epochs, patience=settings.patience,
             n_heads=settings.n_heads, seed=settings.seed, storage=reports.search_storage(out_dir), study_name=f"search-{name}",
             membership=membership,
@@ -129,7 +138,7 @@ fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze
 for ax, name in zip(axes[0], names):
     for fold, h in hist[hist["model"] == name].groupby("fold"):
         ax.plot(h["epoch"], h["val_loss"], lw=1)
-    ax.set_title(MODEL_LABELS.get(name, name))
+    ax.set_title(settings.label(name))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation MSE" if name == "ldtm" else "validation loss (minus Sharpe)")
 plt.tight_layout()
@@ -142,7 +151,7 @@ plt.tight_layout()
 # %%
 split_last = training.walk_forward_splits(close.index, settings.test_start, settings.test_size, None, settings.val_fraction)[-1]
 explained = None
-for name in ("momentum_transformer", "ensemble"):
+for name in [m for m in results if settings.variant(m).model in ("momentum_transformer", "ensemble")]:
     if name in results:
         r = results[name]
         explained = training.explain_transformer(r.last_model, r.features, *split_last.test, settings.lookback, r.feature_names)
@@ -166,7 +175,7 @@ else:
 # %%
 fig, ax = plt.subplots(figsize=(11, 3.5))
 for name, r in results.items():
-    r.positions.mean(axis=1).plot(ax=ax, label=MODEL_LABELS[name], lw=1)
+    r.positions.mean(axis=1).plot(ax=ax, label=settings.label(name), lw=1)
 ax.axhline(0, color="black", lw=0.5)
 ax.set_title("Mean position across symbols (out of sample)")
 ax.legend()

@@ -15,7 +15,9 @@
 # signal of Baz et al. (2015). Statistics via empyrical-reloaded; each Sharpe ratio carries a 95%
 # interval (Mertens, 2002, and a stationary bootstrap that allows for autocorrelation), the
 # probabilistic Sharpe ratio, and the deflated Sharpe ratio of Bailey & López de Prado (2014) for the
-# number of configurations tried before this test.
+# number of configurations tried before this test (every model and variant counts). A variant (a
+# model on other features, e.g. with changepoint features) is also compared with its base model
+# directly: the difference of their Sharpe ratios with a paired stationary-bootstrap interval.
 
 # %% tags=["parameters"]
 # Data and universe (defaults: the small smoke case that CI runs)
@@ -29,7 +31,9 @@ universe = "point_in_time"     # point_in_time: each decision date trades that d
 cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 
 # Walk-forward and models
-models = ["dmn_lstm", "ldtm"]  # any of dmn_lstm, momentum_transformer, linear, mlp, ensemble, ldtm
+models = ["dmn_lstm", "ldtm", "dmn_lstm_bocpd"]  # any of dmn_lstm, momentum_transformer, linear, mlp, ensemble, ldtm, or a variant
+features = "dmn"               # inputs of the position models: dmn, or e.g. dmn+cpd21+bocpd (changepoint features, cached)
+variants = {"dmn_lstm_bocpd": {"model": "dmn_lstm", "features": "dmn+bocpd"}}  # a model on other features, under its own name
 members = ["dmn_lstm", "linear", "mlp"]  # members when model is ensemble
 ensemble_method = "stacked"    # equal, inverse_loss or stacked (weights fitted on validation blocks only)
 n_heads = 4                    # Momentum Transformer attention heads (its d_model is hidden_size)
@@ -79,7 +83,6 @@ import pandas as pd
 
 from kit import analytics, data, features, portfolio, reports, training
 from kit.conventions import TRADING_DAYS
-from kit.models import MODEL_LABELS
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
 loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
@@ -89,7 +92,7 @@ close = frames["close"]
 membership = loaded.mask_for(close)  # (T, N) index membership of each day; None for survivors
 # the positions 20_train wrote into this run, or (run on its own) the same walk-forward trained here
 outputs = reports.model_outputs(run_dir, models, frames, settings, membership=membership)
-model_positions = {MODEL_LABELS[name]: pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
+model_positions = {settings.label(name): pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
                    for name, (pos, _) in outputs.items()}
 vol = features.ex_ante_vol(features.daily_returns(close))
 oos = next(iter(model_positions.values())).index
@@ -112,6 +115,36 @@ two = ["sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "sharpe_boot_low", "sh
        "avg_profit_over_avg_loss", "information_ratio", "probabilistic_sharpe_ratio", "deflated_sharpe_ratio"]
 table.style.format({c: "{:.2%}" for c in pct if c in table} | {c: "{:.2f}" for c in two if c in table}
                    | {"turnover": "{:.3f}", "min_track_record_length": "{:,.0f}"}, na_rep="n/a")
+
+# %% [markdown]
+# ## Variants: with and without changepoint features
+#
+# Each variant against its base model on the same days: the annualised Sharpe ratio of both with its
+# Mertens interval and deflated Sharpe ratio (from the table above, where every model and variant
+# counts as a configuration tried), and the difference of the two Sharpe ratios with a 95% interval
+# from a paired stationary bootstrap (both strategies resampled on the same days, so the market moves
+# they share cancel; Ledoit & Wolf, 2008). An interval that contains 0 means this sample cannot tell
+# them apart.
+
+# %%
+pairs = [(m, settings.variant(m).model) for m in models if settings.variant(m).is_variant and settings.variant(m).model in models]
+variant_rows = []
+for var_name, base_name in pairs:
+    va, ba = settings.label(var_name), settings.label(base_name)
+    both = pd.concat([returns[va], returns[ba]], axis=1).dropna()
+    d, lo, hi = analytics.sharpe_difference_bootstrap_ci(both.iloc[:, 0], both.iloc[:, 1])
+    variant_rows.append({
+        "variant": va, "base": ba, "variant_features": settings.variant(var_name).features, "base_features": settings.variant(base_name).features,
+        "sharpe_variant": table.loc[va, "sharpe_ratio"], "sharpe_variant_ci": f"[{table.loc[va, 'sharpe_ci_low']:.2f}, {table.loc[va, 'sharpe_ci_high']:.2f}]",
+        "dsr_variant": table.loc[va, "deflated_sharpe_ratio"],
+        "sharpe_base": table.loc[ba, "sharpe_ratio"], "sharpe_base_ci": f"[{table.loc[ba, 'sharpe_ci_low']:.2f}, {table.loc[ba, 'sharpe_ci_high']:.2f}]",
+        "dsr_base": table.loc[ba, "deflated_sharpe_ratio"], "sharpe_difference": d, "difference_ci": f"[{lo:.2f}, {hi:.2f}]",
+    })
+variant_table = pd.DataFrame(variant_rows, columns=["variant", "base", "variant_features", "base_features", "sharpe_variant", "sharpe_variant_ci",
+                                                    "dsr_variant", "sharpe_base", "sharpe_base_ci", "dsr_base", "sharpe_difference", "difference_ci"])
+if variant_table.empty:
+    print("no variant with its base model in this run")
+variant_table.style.format({c: "{:.2f}" for c in ("sharpe_variant", "dsr_variant", "sharpe_base", "dsr_base", "sharpe_difference")}, na_rep="n/a")
 
 # %% [markdown]
 # ## Equity and drawdown
@@ -268,11 +301,13 @@ if run_dir:
     reports.save_table(run_dir, "value_at_risk", var, index=True)
     reports.save_table(run_dir, "stress_tests", stress)
     reports.save_table(run_dir, "overlays", overlay_table, index=True)
+    reports.save_table(run_dir, "variants", variant_table)
     reports.save_returns(run_dir, returns)
     reports.save_metrics(run_dir, "backtest", {
         "models": models, "cost_bps": cost_bps, "n_symbols": n_symbols_oos, "start": oos[0].date().isoformat(), "end": oos[-1].date().isoformat(),
         "n_trials": n_trials, "strategies": table.drop(columns=["start", "end"]).to_dict(orient="index"),
         "cost_sweep": sweep.to_dict(orient="records"), "overlays": overlay_table.drop(columns=["start", "end"]).to_dict(orient="index"),
+        "variants": variant_table.to_dict(orient="records"),
     })
 for name, row in table.iterrows():
     print(f"{name:22s} Sharpe {row.sharpe_ratio:5.2f} [{row.sharpe_ci_low:5.2f}, {row.sharpe_ci_high:5.2f}]  "

@@ -51,6 +51,7 @@ __all__ = [
 
 TABLES = (
     "folds", "training_curves", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
+    "variants",
 )
 """The CSV tables a run may hold (``artifacts/<name>.csv``)."""
 

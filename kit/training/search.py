@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..features import feature_set, make_sequences, next_day_target
+from ..features import feature_array, make_sequences, next_day_target
 from ..models import make_model
 from .splits import count_leakage, walk_forward_splits
 from .trainer import TrainConfig, Trainer, set_seed
@@ -63,6 +63,7 @@ def search_hyperparameters(
     study_name: str = "kit-search",
     timeout: float | None = None,
     membership: pd.DataFrame | None = None,
+    features: str = "dmn",
 ) -> SearchResult:
     """Search a position model's hyperparameters on dates before ``search_until``.
 
@@ -72,6 +73,7 @@ def search_hyperparameters(
     membership : optional (T, N) bool point-in-time index membership; non-members have no target on
         those dates (as in :func:`kit.training.walk_forward`).
     model : a position model name (:data:`kit.training.POSITION_MODELS`).
+    features : its feature specification (:func:`kit.features.feature_array`; default the DMN set).
     search_until : the first out-of-sample date; only earlier dates are used.
     n_trials : trials to run (optuna TPE sampler seeded with ``seed``).
     storage : optuna storage URL, e.g. ``sqlite:///reports/runs/<id>/artifacts/search.db``; every
@@ -90,7 +92,7 @@ def search_hyperparameters(
 
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-    fa = feature_set("dmn", close)
+    fa = feature_array(features, close)
     X, names = fa.values.astype(np.float32), fa.names
     target, _ = next_day_target(close, target_vol=target_vol)
     y = target.to_numpy(dtype="float64")

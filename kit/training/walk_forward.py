@@ -5,7 +5,7 @@ returned."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from ..conventions import FORECAST_HORIZONS, TARGET_VOL, TRADING_DAYS
 from ..features import (
     daily_returns,
     ex_ante_vol,
+    feature_array,
     feature_set,
     forward_returns,
     make_samples,
@@ -115,11 +116,14 @@ def walk_forward(
     data_sha256: str = "",
     progress: bool = True,
     membership: pd.DataFrame | None = None,
+    features: str = "dmn",
 ) -> WalkForwardResult:
-    """Train a position model walk-forward on the DMN features; return its stitched out-of-sample
-    positions.
+    """Train a position model walk-forward on the DMN features (or those of ``features``); return its
+    stitched out-of-sample positions.
 
-    Features are the DMN set (:func:`kit.features.feature_set` ``'dmn'``) and the target is
+    Features are the DMN set (:func:`kit.features.feature_set` ``'dmn'``) by default, or the array of
+    the specification ``features`` (:func:`kit.features.feature_array`, e.g. ``"dmn+cpd21+bocpd"``
+    for the changepoint features of the Momentum Transformer paper); the target is
     ``target_vol / ex_ante_vol_t * r_{t+1}`` (:func:`kit.features.next_day_target`), trained with the
     Sharpe loss. For each fold of :func:`walk_forward_splits` a fresh model (seed ``train.seed +
     fold``) is trained on the training block, early-stopped on the validation block, checkpointed,
@@ -136,6 +140,7 @@ def walk_forward(
         point-in-time index membership. A symbol that is not a member on decision date t has no
         training or validation target at t (it is not in any fold's targets there) and no position
         (NaN, not live) at t; its prices still feed the features of later dates.
+    features : feature specification (default ``"dmn"``: the results of the kit before it had one).
 
     Raises
     ------
@@ -150,7 +155,7 @@ def walk_forward(
     for name in names_to_train:
         if name not in POSITION_MODELS:
             raise ValueError(f"model {name!r} is not a position model; known: {POSITION_MODELS + ('ensemble',)}")
-    fa = feature_set("dmn", close)
+    fa = feature_array(features, close, data_sha256=data_sha256 or None, progress=progress)
     X, names = fa.values.astype(np.float32), fa.names
     target_df, vol = next_day_target(close, target_vol=target_vol)
     y = target_df.to_numpy(dtype="float64")
@@ -238,6 +243,7 @@ def walk_forward(
         "num_layers": num_layers,
         "dropout": dropout,
         "n_heads": n_heads,
+        "features": features,
         "train": asdict(train),
     }
     return WalkForwardResult(positions, pd.DataFrame(logs), names, vol, config, pd.DataFrame(curves), last_model, X)
@@ -531,7 +537,9 @@ class WalkForwardSettings:
     dropout, n_heads : architecture (``d_model = hidden_size`` for the Transformer). members,
     ensemble_method : the ensemble's members and weighting. epochs (maximum), patience, batch_size,
     lr, max_grad_norm, seed : optimisation. ldtm_hidden_size, ldtm_lookback, ldtm_sample_stride : the
-    per-ticker forecasters.
+    per-ticker forecasters. features : the position models' feature specification
+    (:func:`kit.features.feature_array`; default ``"dmn"``). variants : named variants of catalogue
+    models on other features (:mod:`kit.training.variants`), trained and reported under their names.
     """
 
     test_start: str = "2016-01-01"
@@ -554,6 +562,8 @@ class WalkForwardSettings:
     ldtm_hidden_size: int = 128
     ldtm_lookback: int = 30
     ldtm_sample_stride: int = 5
+    features: str = "dmn"
+    variants: dict = field(default_factory=dict)
 
     _RULES = {
         "test_size": (int, 1, None), "val_fraction": (float, 1e-9, 0.5), "lookback": (int, 1, None), "target_vol": (float, 1e-9, None),
@@ -601,7 +611,28 @@ class WalkForwardSettings:
             kw["members"] = tuple(m)
         if kw.get("ensemble_method", "stacked") not in ("equal", "inverse_loss", "stacked"):
             raise ValueError(f"{where}: ensemble_method must be 'equal', 'inverse_loss' or 'stacked', got {kw['ensemble_method']!r}")
+        from ..features import parse_feature_spec
+        from .variants import parse_variants
+
+        if "features" in kw:
+            try:
+                kw["features"] = "+".join(parse_feature_spec(kw["features"]))
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        if "variants" in kw:
+            kw["variants"] = parse_variants(kw["variants"], where=f"{where}: variants")
         return cls(**kw)
+
+    def variant(self, name: str):
+        """What model name ``name`` trains (:func:`kit.training.variants.resolve_model`): its
+        catalogue model, features and report label."""
+        from .variants import resolve_model
+
+        return resolve_model(name, self.variants, self.features)
+
+    def label(self, name: str) -> str:
+        """The report label of model name ``name`` (a variant's shows its features)."""
+        return self.variant(name).label
 
     def train_config(self, **overrides) -> TrainConfig:
         """The :class:`TrainConfig` of these settings, with ``overrides`` (e.g. searched values)."""
@@ -615,13 +646,20 @@ class WalkForwardSettings:
         """Train model ``name`` walk-forward on ``frames`` (:func:`walk_forward_model`) with these
         settings; ``hyper`` overrides ``hidden_size``, ``dropout``, ``batch_size``, ``lr`` and
         ``max_grad_norm`` (e.g. a search's best parameters); ``membership`` restricts every decision
-        date to that day's index members (:func:`walk_forward`)."""
+        date to that day's index members (:func:`walk_forward`). A variant's name trains its model on
+        its features, with its checkpoints in a folder of its own; ``result.config["variant"]`` names it."""
         h = {"hidden_size": self.hidden_size, "dropout": self.dropout, **(hyper or {})}
-        return walk_forward_model(
-            frames, name,
+        v = self.variant(name)
+        if v.is_variant and checkpoint_dir is not None:
+            checkpoint_dir = Path(checkpoint_dir) / name
+        res = walk_forward_model(
+            frames, v.model, features=v.features,
             ldtm={"hidden_size": self.ldtm_hidden_size, "lookback": self.ldtm_lookback, "sample_stride": self.ldtm_sample_stride},
             members=self.members, ensemble_method=self.ensemble_method, n_heads=self.n_heads, test_start=self.test_start,
             test_size=self.test_size, val_fraction=self.val_fraction, lookback=self.lookback, target_vol=self.target_vol,
             hidden_size=h["hidden_size"], num_layers=self.num_layers, dropout=h["dropout"], train=self.train_config(**(hyper or {})),
             checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress, membership=membership,
         )
+        if v.is_variant:
+            res.config["variant"] = name
+        return res
