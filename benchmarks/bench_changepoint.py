@@ -9,13 +9,15 @@ the load average is printed in the header because other processes on the machine
    (Cholesky) likelihood; the one-at-a-time and dense rows run on a sample of the same windows until
    the time budget is spent. Windows are drawn at random (seeded) from the committed store.
 2. A 100-symbol daily universe: the 100 most liquid symbols as known on 2000-12-29
-   (``kit.data.select_universe``: median dollar volume over the preceding 252 days, no look-ahead),
-   ``kit.features.cache.build_cpd_features`` (GP, lookbacks 21 and 126, into a temporary cache) on
-   their last ``--days`` dates (the full history would take hours), then extrapolated to their whole
-   history and to the whole store (504 symbols, ~5,400 days) from the measured windows per second
-   and the exact number of windows. BOCPD is built in full for both.
-3. BOCPD cells per second on the whole store (``kit.features.changepoint.bocpd``, R = 500, k = (21, 126)),
-   against the plain numpy implementation of the tests on a few symbols.
+   (``kit.data.select_universe``: median dollar volume over the preceding 252 days, no look-ahead;
+   the ``daily`` profile's universe), ``kit.features.cache.build_cpd_features`` (GP, lookbacks 21
+   and 126, into a temporary cache) on their last ``--days`` dates (the full history would take
+   hours), then extrapolated to their whole history and to the whole store (504 symbols, ~5,400
+   days) from the measured windows per second and the exact number of windows. BOCPD (the ``bocpd``
+   feature set's k = (5, 21)) is built in full through the cache.
+3. BOCPD cells per second on the whole store (``kit.features.bocpd.bocpd`` on returns, R = 500,
+   k = (5, 21), and the ``bocpd`` feature set on closes, the models' path), against the plain numpy
+   implementation of the tests on a few symbols.
 
     BENCH_THREADS=1 .venv/bin/python benchmarks/bench_changepoint.py [--budget 60] [--days 126]
 """
@@ -141,7 +143,7 @@ def main() -> None:
             t_gp[lb] = time.perf_counter() - t
             n_sub[lb] = int((frames[f"cp_status_{lb}"].to_numpy() != cp.STATUS_NO_WINDOW).sum())  # windows fitted
         t = time.perf_counter()
-        fc.build_cpd_features(close100, windows=(21, 126), method="bocpd", cache_dir=tmp, progress=False)
+        fc.build_cpd_features(close100, windows=bo.BOCPD_K, method="bocpd", cache_dir=tmp, progress=False)
         t_b100 = time.perf_counter() - t
     print(f"100-symbol universe: the 100 most liquid as of 2000-12-29 ({universe[0]} .. {universe[-1]}), {close100.shape[0]} days")
     print()
@@ -153,29 +155,34 @@ def main() -> None:
         wall = count_windows(R, lb)
         print(f"| {lb} | {n_sub[lb]:,} | {t_gp[lb]:.0f} | {rate:.1f} | {w100:,} | {w100 / rate / 3600:.1f} | {wall:,} | {wall / rate / 3600:.1f} |")
     print()
-    print(f"BOCPD build, 100 symbols, full history, k = (21, 126), R = 500: {t_b100:.1f} s (through the cache, {close100.size / t_b100 / 1e6:.3f} Mcells/s)")
+    print(f"BOCPD build, 100 symbols, full history, k = (5, 21), R = 500: {t_b100:.1f} s (through the cache, {close100.size / t_b100 / 1e6:.3f} Mcells/s)")
     print()
 
     # 3. BOCPD cells per second
-    bo.bocpd(R[:50, :3], k=(21, 126))  # compile or load the numba cache
+    bo.bocpd(R[:50, :3], k=bo.BOCPD_K)  # compile or load the numba cache
+    bo.bocpd_batch(close.to_numpy()[:50, :3])
     t = time.perf_counter()
-    bo.bocpd(R, k=(21, 126))
+    bo.bocpd(R, k=bo.BOCPD_K)
     t_b = time.perf_counter() - t
+    t = time.perf_counter()
+    bo.bocpd_batch(close.to_numpy())
+    t_fs = time.perf_counter() - t
     valid = int(np.isfinite(R).sum())
     k_ref = 3
     x_ref = R[:, :k_ref]
     t = time.perf_counter()
     for j in range(k_ref):
-        bocpd_reference(x_ref[:, j], 1 / 250, 0.0, 1.0, 1.0, 1e-4, 500, (21, 126))
+        bocpd_reference(x_ref[:, j], 1 / 250, 0.0, 1.0, 1.0, 1e-4, 500, bo.BOCPD_K)
     t_ref = time.perf_counter() - t
     t = time.perf_counter()
-    bo.bocpd(x_ref, k=(21, 126))
+    bo.bocpd(x_ref, k=bo.BOCPD_K)
     t_kit_small = time.perf_counter() - t
-    print("BOCPD (R = 500, k = (21, 126)):")
+    print("BOCPD (R = 500, k = (5, 21)):")
     print()
     print("| case | cells | seconds | Mcells/s | kit speed-up |")
     print("|---|---|---|---|---|")
-    print(f"| kit, whole store | {R.size:,} ({valid:,} non-NaN) | {t_b:.1f} | {R.size / t_b / 1e6:.3f} | - |")
+    print(f"| kit, whole store, returns (`bocpd`) | {R.size:,} ({valid:,} non-NaN) | {t_b:.1f} | {R.size / t_b / 1e6:.3f} | - |")
+    print(f"| kit, whole store, closes (`bocpd` feature set) | {R.size:,} | {t_fs:.1f} | {R.size / t_fs / 1e6:.3f} | - |")
     print(f"| kit, {k_ref} symbols | {x_ref.size:,} | {t_kit_small:.2f} | {x_ref.size / t_kit_small / 1e6:.3f} | {t_ref / t_kit_small:.0f}x |")
     print(f"| numpy reference (tests), {k_ref} symbols | {x_ref.size:,} | {t_ref:.1f} | {x_ref.size / t_ref / 1e6:.4f} | 1x |")
     print()
