@@ -9,6 +9,8 @@ index   rebuild the site of runs (``reports/index.html``; ``--compare OLD NEW`` 
         mark runs whose process died as interrupted
 data    ``data check PATH [--json] [--strict]`` (validation findings; exit 1 with ``--strict`` when any
         finding is an error) and ``data clean PATH --out FILE`` (the cleaned store and its report)
+features ``features build --set cpd [--method gp|bocpd] [--windows 21 126] [--profile NAME | --symbols ...]``
+        (changepoint features into the on-disk cache, resumable; ``features list`` shows the cache)
 
 Every error is one line on stderr (``kit <command>: <what>``) and a distinct exit status; an
 unexpected error's traceback goes to a log file named in that line. Exit statuses:
@@ -80,13 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     p_index.add_argument("--summaries", action="store_true", help="also write summary.html for runs that have none")
     p_index.add_argument("--full", action="store_true", help="re-render every run page")
     _data_parser(sub)
+    _features_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
     """Entry point; returns the process exit status (module docstring)."""
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "paper": _paper, "render": _render, "index": _index, "data": _data}[args.command]
+    handler = {"run": _run, "paper": _paper, "render": _render, "index": _index, "data": _data, "features": _features}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -319,6 +322,92 @@ def _data(args) -> int:
     atomic_write_text(rep_path, json.dumps(jsonable(cleaning.to_dict()), indent=2))
     print(f"{out}: {cleaning.rows_after} rows ({cleaning.rows_before - cleaning.rows_after} removed by "
           f"{len(cleaning.actions)} findings); report {rep_path}")
+    return EXIT_OK
+
+
+def _features_parser(sub) -> None:
+    """The ``features`` subcommands' arguments."""
+    p_feat = sub.add_parser("features", help="build or list the cached changepoint features")
+    feat_sub = p_feat.add_subparsers(dest="features_command", required=True)
+    p_build = feat_sub.add_parser("build", help="compute changepoint features into the cache (resumable: a second build continues)")
+    p_build.add_argument("--set", dest="feature_set", required=True, choices=["cpd"], help="the feature set to build (cpd: changepoint features)")
+    p_build.add_argument("--method", choices=["gp", "bocpd"], default="gp",
+                         help="gp: the GP changepoint severity and location (default); bocpd: Bayesian online changepoint detection")
+    p_build.add_argument("--windows", type=int, nargs="+", default=None,
+                         help="GP lookbacks (default: those the profile's feature specifications use, else 21 126); bocpd: the k values (default 5 21)")
+    which = p_build.add_mutually_exclusive_group()
+    which.add_argument("--profile", default=None, help="the universe of a profile's shared section (params/<NAME>.yaml)")
+    which.add_argument("--profile-file", default=None, help="a profile YAML file anywhere")
+    which.add_argument("--symbols", nargs="+", default=None, help="these symbols instead of a profile's universe")
+    p_build.add_argument("--data-path", default=None, help="price store (default: the profile's, else $KIT_DATA or the committed store)")
+    p_build.add_argument("--start", default=None, help="first date loaded (default: the profile's, else the store's first)")
+    p_build.add_argument("--end", default=None, help="last date loaded (default: the profile's, else the store's last)")
+    p_build.add_argument("--cleaning", default=None, help="cleaning policy (default: the profile's, else default)")
+    p_build.add_argument("--cache-dir", default=None, help="cache folder (default: $KIT_STATE_DIR/features or data/state/features)")
+    p_build.add_argument("--chunk-windows", type=int, default=20_000, help="rows per chunk, the unit of resumption (default 20000)")
+    p_build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_list = feat_sub.add_parser("list", help="the cache's files summarised by method, parameters and window")
+    p_list.add_argument("--cache-dir", default=None)
+
+
+def _features(args) -> int:
+    """``python -m kit features build|list``: exit 0 done, 2 bad arguments or profile, 65 unreadable
+    data, 130 interrupted (a second build resumes from the last finished chunk)."""
+    from .features import cache as fc
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    if args.features_command == "list":
+        entries = fc.cache_entries(cache_dir)
+        if entries.empty:
+            print(f"{cache_dir or fc.feature_cache_dir()}: no cached changepoint features")
+            return EXIT_OK
+        summary = entries.groupby(["method", "params_hash", "window"], dropna=False).agg(
+            symbols=("symbol", "nunique"), files=("path", "size"), rows=("rows", "sum"), first=("first_date", "min"), last=("last_date", "max"))
+        print(summary.reset_index().to_string(index=False))
+        return EXIT_OK
+    import time
+
+    from . import data
+    from .conventions import DEFAULT_CPD_LOOKBACKS
+    from .features import bocpd as bo
+
+    params, windows = {}, args.windows
+    if args.profile or args.profile_file:
+        from . import reports
+        from .training.variants import resolve_model
+
+        profile = reports.load_profile(None if args.profile_file else args.profile, path=args.profile_file)
+        params = dict(profile.get("shared") or {})
+        if windows is None and args.method == "gp":  # the lookbacks of the profile's feature specifications
+            specs = set()
+            for stem in profile.get("notebooks") or []:
+                sp = reports.notebook_parameters(profile, stem, run_dir="")
+                variants = sp.get("variants") if isinstance(sp.get("variants"), dict) else {}
+                for name in sp.get("models") or []:
+                    specs.add(resolve_model(name, variants, sp.get("features", "dmn")).features)
+            lbs = sorted({int(t[3:]) for s in specs for t in s.split("+") if t.startswith("cpd")})
+            if not lbs:
+                raise ValueError(f"profile {profile['name']!r} uses no GP changepoint features (features/variants); give --windows")
+            windows = lbs
+    if windows is None:
+        windows = list(DEFAULT_CPD_LOOKBACKS) if args.method == "gp" else list(bo.BOCPD_K)
+    symbols = args.symbols if args.symbols else params.get("symbols") or []
+    source = args.data_path or params.get("data_path") or None
+    loaded = data.load_universe(
+        source, symbols, 0 if args.symbols else int(params.get("n_symbols") or 0), params.get("universe_as_of"),
+        args.start or params.get("start"), args.end or params.get("end"), universe=params.get("universe", "survivors"),
+        cleaning=args.cleaning or params.get("cleaning", "default"),
+    )
+    close = data.wide_fields(loaded.prices)["close"]  # as the notebooks load it: the cache compares closes row by row
+    t0 = time.perf_counter()
+    print(f"{close.shape[1]} symbols, {close.index[0].date()} to {close.index[-1].date()}; method {args.method}, "
+          f"{'lookbacks' if args.method == 'gp' else 'k'} {list(windows)}", flush=True)
+    build = fc.build_cpd_features(close, tuple(windows), args.method, cache_dir, data.data_sha256(source),
+                                  chunk_windows=args.chunk_windows, progress=not args.no_progress)
+    print(f"{build.cache_dir}: {build.rows_computed} rows computed ({build.windows_fitted} "
+          f"{'windows fitted' if args.method == 'gp' else 'cells'}), {build.rows_reused} read from the cache, {time.perf_counter() - t0:.1f} s")
+    for lb, counts in build.status_counts.items():
+        print(f"lookback {lb}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return EXIT_OK
 
 

@@ -17,6 +17,8 @@ __all__ = [
     "TARGET_VOL",
     "FORECAST_HORIZONS",
     "COST_SWEEP_BPS",
+    "CPD_LOOKBACKS",
+    "DEFAULT_CPD_LOOKBACKS",
 ]
 
 TRADING_DAYS = 252
@@ -45,3 +47,9 @@ FORECAST_HORIZONS = (1, 5, 21)
 
 COST_SWEEP_BPS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0)
 """Costs of the reports' cost sweep, basis points of traded notional."""
+
+CPD_LOOKBACKS = (10, 21, 63, 126, 252)
+"""Lookback windows of the GP changepoint features, trading days (Wood, Roberts & Zohren, 2022)."""
+
+DEFAULT_CPD_LOOKBACKS = (21, 126)
+"""The papers' choices of changepoint lookback (one month, six months)."""

@@ -5,6 +5,7 @@ what                      default                                override
 ========================  =====================================  ==========================
 price store               ``data/sp500_daily_1999_2021.parquet``  ``$KIT_DATA``
 run-time state            ``data/state/``                         ``$KIT_STATE_DIR``
+CPD feature cache         ``<state>/features/``                   (with the state)
 database                  ``sqlite:///data/state/kit.db``         ``$KIT_DB_URL``
 registered checkpoints    ``data/state/models/``                  ``$KIT_MODEL_DIR``
 notebooks, params,        ``notebooks/``, ``params/``,            (none)
@@ -30,6 +31,7 @@ __all__ = [
     "default_store",
     "sample_store",
     "state_dir",
+    "feature_cache_dir",
     "default_db_url",
     "default_db_path",
     "model_dir",
@@ -63,6 +65,11 @@ def state_dir() -> Path:
     """Run-time state (database, locks, streaming state): ``$KIT_STATE_DIR`` or ``data/state``."""
     env = os.environ.get("KIT_STATE_DIR")
     return Path(env) if env else DATA_DIR / "state"
+
+
+def feature_cache_dir() -> Path:
+    """The changepoint feature cache (:mod:`kit.features.cache`): ``<state_dir>/features``."""
+    return state_dir() / "features"
 
 
 def default_db_path() -> Path:

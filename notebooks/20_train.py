@@ -32,6 +32,13 @@
 # embargoed by its own label horizon; early stopping on the validation block. `tree_lstm_stack`
 # combines a tree's and the DMN LSTM's positions with convex weights fitted on each fold's validation
 # block only (seed 004's combination).
+# **Changepoint features.** `features` (and a variant's own `features`) adds inputs to the DMN set:
+# `cpd21`, `cpd126` (Wood, Giegerich, Roberts & Zohren, 2021: the severity and location of a
+# Gaussian-process changepoint over the last 21 or 126 returns, the Momentum Transformer's published
+# inputs) and `bocpd` (Bayesian online changepoint detection, Adams & MacKay, 2007: the probability of
+# a change within the last 5 and 21 days and the expected run length). A *variant* trains a model of
+# the catalogue on other features under its own name (e.g. `momentum_transformer_cpd`), so the
+# backtest compares the model with and without them; every variant counts as a configuration tried.
 
 # %% tags=["parameters"]
 # Data and universe (defaults: the small smoke case that CI runs)
@@ -45,7 +52,9 @@ universe = "point_in_time"     # point_in_time: each decision date trains and tr
 cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 
 # Walk-forward and models
-models = ["dmn_lstm", "ldtm", "lambdamart", "ranker_regression", "xgb_direction", "tree_lstm_stack"]  # the catalogue's names (kit.models.CATALOGUE)
+models = ["dmn_lstm", "ldtm", "lambdamart", "ranker_regression", "xgb_direction", "tree_lstm_stack", "dmn_lstm_bocpd"]  # the catalogue's names (kit.models.CATALOGUE) or variants
+features = "dmn"               # inputs of the position models: dmn, or e.g. dmn+cpd21+bocpd (changepoint features, cached)
+variants = {"dmn_lstm_bocpd": {"model": "dmn_lstm", "features": "dmn+bocpd"}}  # a model on other features, under its own name
 members = ["dmn_lstm", "linear", "mlp"]  # members when model is ensemble
 ensemble_method = "stacked"    # equal, inverse_loss or stacked (weights fitted on validation blocks only)
 n_heads = 4                    # Momentum Transformer attention heads (its d_model is hidden_size)
@@ -106,7 +115,7 @@ import pandas as pd
 
 from kit import data, reports, training
 from kit import exec as kexec
-from kit.models import MODEL_LABELS, model_kind
+from kit.models import model_kind
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
 loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
@@ -127,9 +136,9 @@ if search_trials > 0:
     # trials run as tasks on the backend; on several nodes the study lives in the kit's database (PostgreSQL)
     study_storage = kexec.study_storage(runner, reports.search_storage(out_dir), db_url or None)
     study_prefix = "search-" if runner.nodes == 1 else f"search-{Path(out_dir).name}-"
-    for name in [m for m in models if model_kind(m) == "position"]:
+    for name in [m for m in models if model_kind(settings.variant(m).model) == "position"]:
         searches[name] = training.search_hyperparameters(
-            close, model=name, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
+            close, model=settings.variant(name).model, features=settings.variant(name).features, search_until=settings.test_start, n_trials=search_trials, val_fraction=settings.val_fraction,
             lookback=settings.lookback, target_vol=settings.target_vol, epochs=settings.epochs, patience=settings.patience,
             n_heads=settings.n_heads, seed=settings.seed, storage=study_storage, study_name=study_prefix + name, backend=runner,
             membership=membership,
@@ -172,8 +181,8 @@ fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze
 for ax, name in zip(axes[0], names):
     for fold, h in hist[hist["model"] == name].groupby("fold"):
         ax.plot(h["epoch"], h["val_loss"], lw=1)
-    ax.set_title(MODEL_LABELS.get(name, name))
-    tree = model_kind(name) in ("tree", "ranker")
+    ax.set_title(settings.label(name))
+    tree = model_kind(settings.variant(name).model) in ("tree", "ranker")
     ax.set_xlabel("boosting round" if tree else "epoch")
     metric = hist.loc[hist["model"] == name, "metric"].iloc[0] if tree and "metric" in hist else ""
     ax.set_ylabel(f"validation {metric} (minus if higher is better)" if tree else "validation MSE" if name == "ldtm" else "validation loss (minus Sharpe)")
@@ -187,7 +196,7 @@ plt.tight_layout()
 # %%
 split_last = training.walk_forward_splits(close.index, settings.test_start, settings.test_size, None, settings.val_fraction)[-1]
 explained = None
-for name in ("momentum_transformer", "ensemble"):
+for name in [m for m in results if settings.variant(m).model in ("momentum_transformer", "ensemble")]:
     if name in results:
         r = results[name]
         explained = training.explain_transformer(r.last_model, r.features, *split_last.test, settings.lookback, r.feature_names)
@@ -211,7 +220,7 @@ else:
 # %%
 fig, ax = plt.subplots(figsize=(11, 3.5))
 for name, r in results.items():
-    r.positions.mean(axis=1).plot(ax=ax, label=MODEL_LABELS[name], lw=1)
+    r.positions.mean(axis=1).plot(ax=ax, label=settings.label(name), lw=1)
 ax.axhline(0, color="black", lw=0.5)
 ax.set_title("Mean position across symbols (out of sample)")
 ax.legend()

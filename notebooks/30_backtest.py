@@ -15,7 +15,9 @@
 # signal of Baz et al. (2015). Statistics via empyrical-reloaded; each Sharpe ratio carries a 95%
 # interval (Mertens, 2002, and a stationary bootstrap that allows for autocorrelation), the
 # probabilistic Sharpe ratio, and the deflated Sharpe ratio of Bailey & López de Prado (2014) for the
-# number of configurations tried before this test.
+# number of configurations tried before this test (every model and variant counts). A variant (a
+# model on other features, e.g. with changepoint features) is also compared with its base model
+# directly: the difference of their Sharpe ratios with a paired stationary-bootstrap interval.
 #
 # **Cross-sectional books.** The rankers' legs (top quantile +1, bottom -1) and the cross-sectional
 # benchmarks are sized as books directly: equal weights within each leg, dollar-neutral at gross
@@ -48,7 +50,9 @@ universe = "point_in_time"     # point_in_time: each decision date trades that d
 cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 
 # Walk-forward and models
-models = ["dmn_lstm", "ldtm", "lambdamart", "ranker_regression", "xgb_direction", "tree_lstm_stack"]  # the catalogue's names (kit.models.CATALOGUE)
+models = ["dmn_lstm", "ldtm", "lambdamart", "ranker_regression", "xgb_direction", "tree_lstm_stack", "dmn_lstm_bocpd"]  # the catalogue's names (kit.models.CATALOGUE) or variants
+features = "dmn"               # inputs of the position models: dmn, or e.g. dmn+cpd21+bocpd (changepoint features, cached)
+variants = {"dmn_lstm_bocpd": {"model": "dmn_lstm", "features": "dmn+bocpd"}}  # a model on other features, under its own name
 members = ["dmn_lstm", "linear", "mlp"]  # members when model is ensemble
 ensemble_method = "stacked"    # equal, inverse_loss or stacked (weights fitted on validation blocks only)
 n_heads = 4                    # Momentum Transformer attention heads (its d_model is hidden_size)
@@ -120,9 +124,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from kit import analytics, data, features, portfolio, reports, training
+from kit import analytics, data, portfolio, reports, training
+from kit import features as kf  # the module; `features` is the parameter (feature specification)
 from kit.conventions import TRADING_DAYS
-from kit.models import MODEL_LABELS, model_kind
+from kit.models import model_kind
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
 loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
@@ -133,18 +138,19 @@ membership = loaded.mask_for(close)  # (T, N) index membership of each day; None
 # the positions 20_train wrote into this run, or (run on its own) the same walk-forward trained here
 outputs = reports.model_outputs(run_dir, models, frames, settings, backend=(backend, address, workers, threads), membership=membership)
 # time-series positions go through per-asset volatility targeting; a ranker's legs become a long-short book
-model_positions = {MODEL_LABELS[name]: pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
-                   for name, (pos, _) in outputs.items() if model_kind(name) != "ranker"}
+kinds = {name: model_kind(settings.variant(name).model) for name in outputs}
+model_positions = {settings.label(name): pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
+                   for name, (pos, _) in outputs.items() if kinds[name] != "ranker"}
 oos = next(iter(outputs.values()))[0].index
-rebalance = features.rebalance_dates(oos, rebalance_freq)
+rebalance = kf.rebalance_dates(oos, rebalance_freq)
 long_short, tilts = {}, {}
 for name, (legs, _) in outputs.items():
-    if model_kind(name) == "ranker":
-        long_short[MODEL_LABELS[name]] = portfolio.leg_weights(legs, rebalance, ls_gross)
-        tilts[f"{MODEL_LABELS[name]} top (long only)"] = portfolio.leg_weights(legs, rebalance, ls_gross, long_only=True)
+    if kinds[name] == "ranker":
+        long_short[settings.label(name)] = portfolio.leg_weights(legs, rebalance, ls_gross)
+        tilts[f"{settings.label(name)} top (long only)"] = portfolio.leg_weights(legs, rebalance, ls_gross, long_only=True)
 cs_benchmarks = portfolio.cross_sectional_benchmarks(close, oos, rebalance_freq, n_quantiles, ls_gross, membership=membership)
 ts_benchmarks = portfolio.benchmark_positions(close, oos)
-vol = features.ex_ante_vol(features.daily_returns(close))
+vol = kf.ex_ante_vol(kf.daily_returns(close))
 n_symbols_oos = len(close.columns)
 print(f"{n_symbols_oos} symbols, out of sample {oos[0].date()} to {oos[-1].date()} ({len(oos)} days), costs {cost_bps} bps, "
       f"borrow {borrow_bps} bps a year, impact k={impact_k} on ${capital:,.0f}")
@@ -206,6 +212,36 @@ print(f"engine of the table: {next(iter(results.values())).engine}; vectorbt vs 
       f"max |daily difference| {max(check.values()):.1e} over {len(check)} books; max gross {max(r.weights.abs().sum(axis=1).max() for r in results.values()):.2f}")
 costs = pd.DataFrame({name: r.costs.sum() for name, r in results.items() if r.costs is not None}).T
 costs.style.format("{:.2%}") if len(costs) else None
+
+# %% [markdown]
+# ## Variants: with and without changepoint features
+#
+# Each variant against its base model on the same days: the annualised Sharpe ratio of both with its
+# Mertens interval and deflated Sharpe ratio (from the table above, where every model and variant
+# counts as a configuration tried), and the difference of the two Sharpe ratios with a 95% interval
+# from a paired stationary bootstrap (both strategies resampled on the same days, so the market moves
+# they share cancel; Ledoit & Wolf, 2008). An interval that contains 0 means this sample cannot tell
+# them apart.
+
+# %%
+pairs = [(m, settings.variant(m).model) for m in models if settings.variant(m).is_variant and settings.variant(m).model in models]
+variant_rows = []
+for var_name, base_name in pairs:
+    va, ba = settings.label(var_name), settings.label(base_name)
+    both = pd.concat([returns[va], returns[ba]], axis=1).dropna()
+    d, lo, hi = analytics.sharpe_difference_bootstrap_ci(both.iloc[:, 0], both.iloc[:, 1])
+    variant_rows.append({
+        "variant": va, "base": ba, "variant_features": settings.variant(var_name).features, "base_features": settings.variant(base_name).features,
+        "sharpe_variant": table.loc[va, "sharpe_ratio"], "sharpe_variant_ci": f"[{table.loc[va, 'sharpe_ci_low']:.2f}, {table.loc[va, 'sharpe_ci_high']:.2f}]",
+        "dsr_variant": table.loc[va, "deflated_sharpe_ratio"],
+        "sharpe_base": table.loc[ba, "sharpe_ratio"], "sharpe_base_ci": f"[{table.loc[ba, 'sharpe_ci_low']:.2f}, {table.loc[ba, 'sharpe_ci_high']:.2f}]",
+        "dsr_base": table.loc[ba, "deflated_sharpe_ratio"], "sharpe_difference": d, "difference_ci": f"[{lo:.2f}, {hi:.2f}]",
+    })
+variant_table = pd.DataFrame(variant_rows, columns=["variant", "base", "variant_features", "base_features", "sharpe_variant", "sharpe_variant_ci",
+                                                    "dsr_variant", "sharpe_base", "sharpe_base_ci", "dsr_base", "sharpe_difference", "difference_ci"])
+if variant_table.empty:
+    print("no variant with its base model in this run")
+variant_table.style.format({c: "{:.2f}" for c in ("sharpe_variant", "dsr_variant", "sharpe_base", "dsr_base", "sharpe_difference")}, na_rep="n/a")
 
 # %% [markdown]
 # ## Equity and drawdown
@@ -327,7 +363,7 @@ var.style.format("{:.2%}")
 # and is reported.
 
 # %%
-asset_returns = features.daily_returns(close)
+asset_returns = kf.daily_returns(close)
 stress = []
 for name, r in results.items():
     st = analytics.stress_test(r.weights.iloc[-1], asset_returns, worst_k=3)
@@ -367,6 +403,7 @@ if run_dir:
     reports.save_table(run_dir, "value_at_risk", var, index=True)
     reports.save_table(run_dir, "stress_tests", stress)
     reports.save_table(run_dir, "overlays", overlay_table, index=True)
+    reports.save_table(run_dir, "variants", variant_table)
     reports.save_returns(run_dir, returns)
     reports.save_metrics(run_dir, "backtest", {
         "models": models, "cost_bps": cost_bps, "n_symbols": n_symbols_oos, "start": oos[0].date().isoformat(), "end": oos[-1].date().isoformat(),
@@ -375,6 +412,7 @@ if run_dir:
         "portfolio_target_vol": portfolio_target_vol, "borrow_bps": borrow_bps, "impact_k": impact_k, "capital": capital,
         "engine": next(iter(results.values())).engine, "vectorbt_check_max_abs": max(check.values()),
         "cost_sweep": sweep.to_dict(orient="records"), "overlays": overlay_table.drop(columns=["start", "end"]).to_dict(orient="index"),
+        "variants": variant_table.to_dict(orient="records"),
     })
 for name, row in table.iterrows():
     vs = comparison.loc[name] if name in comparison.index else None

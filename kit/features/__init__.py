@@ -2,7 +2,12 @@
 (:mod:`.indicators`), the table of named feature sets (:mod:`.sets`), targets (:mod:`.targets`),
 windows (:mod:`.windows`), the streaming state (:mod:`.streaming`), multi-timeframe features
 (:mod:`.multi`) and cross-sectional signals (:mod:`.cross_section`: rebalance calendars, 12-1
-momentum, quantile legs, learning-to-rank inputs).
+momentum, quantile legs, learning-to-rank inputs). Changepoint features: the GP changepoint
+severity and location of the Momentum Transformer paper (:mod:`.changepoint`, torch, batched),
+Bayesian online changepoint detection (:mod:`.bocpd`, numba, also the ``bocpd`` feature set), their
+on-disk cache (:mod:`.cache`) and the feature specifications a profile gives a model (:mod:`.spec`:
+``features: dmn+cpd21+bocpd``). :mod:`.changepoint` and :mod:`.cache` are imported on first use
+(torch, pyarrow), not by this package.
 
 Frames are wide ``(T, N)`` (index = dates, columns = symbols). Every feature at date t uses prices up
 to and including t only; every target at date t uses prices after t only.
@@ -39,6 +44,7 @@ from .sets import (
     stack_features,
     tree_features,
 )
+from .spec import DEFAULT_FEATURES, feature_array, feature_spec_names, parse_feature_spec
 from .streaming import StreamingFeatures, StreamingStateError
 from .targets import forward_returns, horizon_target, next_day_target, period_returns
 from .windows import make_samples, make_sequences, padded_windows, rolling_windows, sliding_windows
@@ -60,6 +66,10 @@ __all__ = [
     "stack_features",
     "TREE_LDTM_FEATURES",
     "tree_features",
+    "DEFAULT_FEATURES",
+    "feature_array",
+    "feature_spec_names",
+    "parse_feature_spec",
     "StreamingFeatures",
     "StreamingStateError",
     "forward_returns",

@@ -13,6 +13,13 @@ set's values and the kit's results do not change; Wilder's published RSI is
 :func:`kit.features.kernels.rsi_wilder`, used by :func:`kit.features.symbol_indicators`),
 close over its 5-, 10- and 20-day simple moving averages. Needs ``open, high, low, close, volume``.
 
+``bocpd``: Bayesian online changepoint detection (Adams & MacKay, 2007) on daily simple returns with
+its default model (:mod:`kit.features.bocpd`): the probability of a changepoint within the last 5 and
+21 bars and the expected run length over its truncation (500 bars). Needs ``close``. The GP
+changepoint features of the Momentum Transformer paper fit a GP per window and have no streaming
+step; they are computed in batches and cached (:mod:`kit.features.changepoint`,
+:mod:`kit.features.cache`) and combined with these sets by :func:`kit.features.feature_array`.
+
 Every feature at date t uses prices up to and including t only; NaN stays NaN.
 """
 
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import bocpd as _bocpd
 from . import kernels
 
 __all__ = [
@@ -59,6 +67,9 @@ FEATURE_SETS: dict[str, FeatureSetSpec] = {
     "ldtm": FeatureSetSpec(
         "ldtm", kernels.LDTM_NAMES, ("open", "high", "low", "close", "volume"), kernels.LDTM_WIDTH,
         kernels.ldtm_batch, kernels.ldtm_init_all, kernels.ldtm_run,
+    ),
+    "bocpd": FeatureSetSpec(
+        "bocpd", _bocpd.BOCPD_NAMES, ("close",), _bocpd.BOCPD_WIDTH, _bocpd.bocpd_batch, _bocpd.bocpd_init_all, _bocpd.bocpd_stream_run,
     ),
 }
 
@@ -112,7 +123,7 @@ def feature_set(name: str, frames: dict[str, pd.DataFrame] | pd.DataFrame) -> Fe
 
     Parameters
     ----------
-    name : ``"dmn"`` (needs ``close``) or ``"ldtm"`` (needs ``open, high, low, close, volume``).
+    name : ``"dmn"`` or ``"bocpd"`` (need ``close``), or ``"ldtm"`` (needs ``open, high, low, close, volume``).
     frames : dict of aligned ``(T, N)`` frames by field (e.g. :func:`kit.data.wide_fields`), or a
         single close frame for ``dmn``.
 

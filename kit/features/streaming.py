@@ -33,11 +33,12 @@ class StreamingStateError(RuntimeError):
 
 
 class StreamingFeatures:
-    """Per-symbol streaming state for the ``dmn`` and/or ``ldtm`` feature sets.
+    """Per-symbol streaming state for any of the feature sets of :data:`kit.features.FEATURE_SETS`
+    (``dmn``, ``ldtm``, ``bocpd``).
 
     Parameters
     ----------
-    feature_sets : sequence of ``"dmn"``, ``"ldtm"``; outputs are concatenated in this order.
+    feature_sets : sequence of set names; outputs are concatenated in this order.
     symbols : initial symbols.
 
     Attributes

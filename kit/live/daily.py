@@ -13,7 +13,10 @@ The step decides at the close of a trading day and trades at the next open (the 
    nothing), then the loop's order journal is reconciled with the broker by client order id (a
    crash between sending and recording leaves nothing lost).
 4. ``features``: the streaming DMN feature state (rebuilt from history when missing or stale),
-   checked against the batch features at the day.
+   checked against the batch features at the day. A model trained on other features (its
+   ``walk_forward_config["features"]``, e.g. ``dmn+cpd21+bocpd``) gets its window from
+   :func:`kit.features.feature_array` on the history instead: the changepoint features come from the
+   on-disk cache (:mod:`kit.features.cache`), which computes only the days it does not hold.
 5. ``predict``: the scope's active model from the registry, today's positions.
 6. ``ledger``: snapshot the predictions (a snapshot already taken for the day is kept), fill back
    every outcome whose date has passed.
@@ -44,7 +47,7 @@ from ..base.faults import fault_point
 from ..base.locks import LockHeldError
 from ..data import adjust_prices, load_universe, read_prices, wide_fields
 from ..data.sources import ParquetBarSource
-from ..features import daily_returns, ex_ante_vol, feature_set
+from ..features import daily_returns, ex_ante_vol, feature_array, feature_set
 from ..models import ForecasterBundle
 from ..paths import state_dir
 from ..portfolio import Limits, order_quantities, pre_trade_check, vol_scaled_weights
@@ -222,7 +225,8 @@ def _pick_model(config: PaperConfig, db) -> tuple[dict, str]:
 
 
 def _position_model(model_row: dict, db):
-    """(model, lookback, feature_names) of a registered position model or ensemble.
+    """(model, lookback, feature_names, features) of a registered position model or ensemble;
+    ``features`` is its feature specification (``"dmn"`` for a model trained before they existed).
 
     Raises
     ------
@@ -243,7 +247,7 @@ def _position_model(model_row: dict, db):
     wf = (model_row.get("extra") or {}).get("walk_forward_config") or {}
     lookback = int(wf.get("lookback", wf.get("lookback", 63)))
     names = payload["members"][0]["feature_names"] if "members" in payload else payload["feature_names"]
-    return model.eval(), lookback, list(names)
+    return model.eval(), lookback, list(names), str(wf.get("features") or "dmn")
 
 
 @dataclass
@@ -349,11 +353,18 @@ def _open(day: _Day) -> None:
 def _features_and_predict(day: _Day) -> None:
     """Stages 4 and 5: the streaming feature window (checked against the batch features, rebuilt when
     stale) and today's positions from the scope's model."""
-    import torch
-
     day.model_row, day.model_status = _pick_model(day.config, day.engine)
-    model, lookback, feature_names = _position_model(day.model_row, day.engine)
+    model, lookback, feature_names, spec = _position_model(day.model_row, day.engine)
     close, as_of = day.close, day.as_of
+    if spec != "dmn":  # changepoint features: the batch array over the history (cached), last lookback days
+        fa = feature_array(spec, close, progress=False)
+        if fa.names != feature_names:
+            raise PaperError(f"model {day.model_row.get('label')} was trained on features {feature_names}, but its specification "
+                             f"{spec!r} gives {fa.names}")
+        win = np.transpose(fa.values[-lookback:], (1, 0, 2))  # (N, L, F)
+        day.info.update(features=spec, streaming_rebuilt=None, streaming_max_abs_diff=None)
+        _predict(day, model, win, [str(s) for s in close.columns])
+        return
     stem = day.config.state_path() / f"paper-{day.account}-features"
     fw = FeatureWindow.load(stem, lookback)
     rebuilt = False
@@ -379,12 +390,21 @@ def _features_and_predict(day: _Day) -> None:
         rebuilt = True
         win = fw.window(symbols)[:, :, order]
     fw.save(stem)
+    day.info.update(streaming_max_abs_diff=stream_diff, streaming_rebuilt=rebuilt)
+    _predict(day, model, win, symbols)
+
+
+def _predict(day: _Day, model, win: np.ndarray, symbols: list) -> None:
+    """Stage 5: today's positions from the model's last step on windows ``(N, L, F)``; NaN for a
+    symbol whose features today are not all finite."""
+    import torch
+
     ok = np.isfinite(win[:, -1]).all(axis=1)
     x = torch.from_numpy(np.nan_to_num(win, nan=0.0).astype(np.float32))
     with torch.no_grad():
         pos = model(x)[:, -1].numpy().astype("float64")
     day.positions = pd.Series(np.where(ok, np.clip(pos, -1.0, 1.0), np.nan), index=symbols)
-    day.info.update(streaming_max_abs_diff=stream_diff, streaming_rebuilt=rebuilt, n_symbols=len(symbols))
+    day.info.update(n_symbols=len(symbols))
 
 
 def _record_ledger(day: _Day) -> None:

@@ -105,12 +105,14 @@ def replay(start, end, config: PaperConfig | dict | None = None, *, db=None, sou
 
 
 def prepare_model(config: PaperConfig | dict, train_until, *, db=None, source=None, model: str = "dmn_lstm", test_years: int = 2,
-                  hidden_size: int = 10, epochs: int = 5, seed: int = 0, gate: dict | None = None, checkpoint_dir=None) -> dict:
+                  hidden_size: int = 10, epochs: int = 5, seed: int = 0, gate: dict | None = None, checkpoint_dir=None,
+                  features: str = "dmn") -> dict:
     """Train ``model`` walk-forward on the configured universe with data up to ``train_until``
     only (``test_years`` yearly out-of-sample folds just before it), register it as a candidate in
     ``config.scope`` and apply the promotion gate. For replays: the model never sees the replayed
     window. Returns the registry row (its ``status`` says whether the gate promoted it) and the
-    gate's failed criteria in ``row["gate_reasons"]``.
+    gate's failed criteria in ``row["gate_reasons"]``. ``features``: the model's feature
+    specification (:func:`kit.features.feature_array`; the paper step computes the same).
     """
     config = config if isinstance(config, PaperConfig) else PaperConfig.from_dict(config)
     until = pd.Timestamp(train_until)
@@ -122,7 +124,7 @@ def prepare_model(config: PaperConfig | dict, train_until, *, db=None, source=No
     wf = walk_forward(
         close, model=model, test_start=test_start, test_size=252, hidden_size=hidden_size,
         train=TrainConfig(epochs=epochs, patience=max(2, epochs // 2), seed=seed), checkpoint_dir=tmp, progress=False,
-        data_sha256=data_sha256(config.data_path or None),
+        data_sha256=data_sha256(config.data_path or None), features=features,
     )
     mid = registry.register_walk_forward(wf, close, config.scope, db=db)
     decision = registry.apply_gate(mid, gate, db=db)

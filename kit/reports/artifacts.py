@@ -54,7 +54,7 @@ __all__ = [
 
 TABLES = (
     "folds", "training_curves", "tasks", "performance", "cost_sweep", "value_at_risk", "stress_tests", "overlays", "paper_days",
-    "factor_summary", "factor_ic_decay", "benchmark_comparison",
+    "factor_summary", "factor_ic_decay", "benchmark_comparison", "variants",
 )
 """The CSV tables a run may hold (``artifacts/<name>.csv``)."""
 

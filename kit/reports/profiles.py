@@ -229,8 +229,9 @@ def _type_name(default) -> str:
 def check_values(profile: dict, notebooks=None) -> None:
     """Check the values a profile gives each notebook before anything runs: every value has the type
     of the notebook's default; dates parse and ``start`` is before ``end`` (and ``test_start``
-    between them); walk-forward settings are in range (:class:`kit.training.WalkForwardSettings`);
-    model names are in the catalogue; listed symbols exist in the data source.
+    between them); walk-forward settings are in range (:class:`kit.training.WalkForwardSettings`:
+    also the feature specifications and the variants); model names are in the catalogue or the
+    profile's variants; listed symbols exist in the data source.
 
     Raises
     ------
@@ -268,15 +269,17 @@ def check_values(profile: dict, notebooks=None) -> None:
             raise ProfileError(f"{at}: start {params['start']} is not before end {params['end']}")
         if "test_start" in dates and "end" in dates and not dates.get("start", dates["test_start"]) <= dates["test_start"] < dates["end"]:
             raise ProfileError(f"{at}: test_start {params['test_start']} must lie in [start, end) = [{params.get('start')}, {params['end']})")
-        if any(k in params for k in ("epochs", "test_size", "lookback", "members")):
+        if any(k in params for k in ("epochs", "test_size", "lookback", "members", "features", "variants")):
             try:
                 WalkForwardSettings.from_params(params, where=at)
             except ValueError as exc:
                 raise ProfileError(str(exc)) from None
+        variants = params.get("variants") if isinstance(params.get("variants"), dict) else {}
         for key in ("models", "demo_models"):
             for m in params.get(key) or []:
-                if m not in CATALOGUE:
-                    raise ProfileError(f"{at}: {key} names {m!r}, not a model of the catalogue {list(CATALOGUE)}")
+                if m not in CATALOGUE and m not in variants:
+                    known = list(CATALOGUE) + [f"variants: {sorted(variants)}"] * bool(variants)
+                    raise ProfileError(f"{at}: {key} names {m!r}, not a model of the catalogue or a variant {known}")
         symbols = params.get("symbols")
         if isinstance(symbols, list) and symbols:
             key = (params.get("data_path") or "", tuple(symbols))

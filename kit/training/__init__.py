@@ -1,8 +1,9 @@
 """Training: walk-forward splits (:mod:`.splits`), the Trainer (:mod:`.trainer`), batched universe
 training of per-ticker models (:mod:`.batched`), tasks and the serial runner (:mod:`.tasks`),
 walk-forward experiments (:mod:`.walk_forward`) and what they return (:mod:`.results`),
-gradient-boosted trees, rankers and stacking (:mod:`.trees`),
-hyperparameter search (:mod:`.search`) and interpretation (:mod:`.interpret`)."""
+gradient-boosted trees, rankers and stacking (:mod:`.trees`), hyperparameter search
+(:mod:`.search`), interpretation (:mod:`.interpret`) and model variants on other features
+(:mod:`.variants`)."""
 
 from .batched import UniverseFit, train_universe
 from .interpret import explain_transformer
@@ -24,6 +25,7 @@ from .trees import (
     walk_forward_tree_model,
     walk_forward_trees,
 )
+from .variants import ModelVariant, parse_variants, resolve_model
 from .walk_forward import (
     FoldPredictions,
     WalkForwardResult,
@@ -85,4 +87,7 @@ __all__ = [
     "SerialRunner",
     "run_task",
     "resolve_runner",
+    "ModelVariant",
+    "parse_variants",
+    "resolve_model",
 ]

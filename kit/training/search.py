@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..features import feature_set, make_sequences, next_day_target
+from ..features import feature_array, make_sequences, next_day_target
 from ..models import make_model
 from .splits import count_leakage, walk_forward_splits
 from .tasks import Task, resolve_runner
@@ -181,6 +181,7 @@ def search_hyperparameters(
     timeout: float | None = None,
     backend=None,
     membership: pd.DataFrame | None = None,
+    features: str = "dmn",
 ) -> SearchResult:
     """Search a position model's hyperparameters on dates before ``search_until``.
 
@@ -190,6 +191,7 @@ def search_hyperparameters(
     membership : optional (T, N) bool point-in-time index membership; non-members have no target on
         those dates (as in :func:`kit.training.walk_forward`).
     model : a position model name (:data:`kit.training.POSITION_MODELS`).
+    features : its feature specification (:func:`kit.features.feature_array`; default the DMN set).
     search_until : the first out-of-sample date; only earlier dates are used.
     n_trials : trials to run (optuna TPE sampler seeded with ``seed``).
     storage : optuna storage URL, e.g. ``sqlite:///reports/runs/<id>/artifacts/search.db`` or a
@@ -217,7 +219,7 @@ def search_hyperparameters(
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     runner = resolve_runner(backend)
     check_search_storage(storage, int(getattr(runner, "nodes", 1)))
-    fa = feature_set("dmn", close)
+    fa = feature_array(features, close)
     X, names = fa.values.astype(np.float32), fa.names
     target, _ = next_day_target(close, target_vol=target_vol)
     y = target.to_numpy(dtype="float64")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from ..conventions import FORECAST_HORIZONS, TARGET_VOL, TRADING_DAYS
 from ..features import (
     daily_returns,
     ex_ante_vol,
+    feature_array,
     feature_set,
     forward_returns,
     make_samples,
@@ -234,17 +235,19 @@ class _DmnData:
     vol: pd.DataFrame
     valid: np.ndarray
     member: np.ndarray | None = None
+    features: str = "dmn"
 
 
-def _dmn_data(close: pd.DataFrame, target_vol: float, ns: str = "dmn", membership=None) -> _DmnData:
-    fa = feature_set("dmn", close)
+def _dmn_data(close: pd.DataFrame, target_vol: float, ns: str = "dmn", membership=None, features: str = "dmn",
+              data_sha256: str = "", progress: bool = False) -> _DmnData:
+    fa = feature_array(features, close, data_sha256=data_sha256 or None, progress=progress)
     X = fa.values.astype(np.float32)
     target_df, vol = next_day_target(close, target_vol=target_vol)
     y = target_df.to_numpy(dtype="float64")
     member = _member_array(membership, close)
     if member is not None:  # point-in-time: no training or validation target where the symbol is not a member
         y = np.where(member, y, np.nan)
-    return _DmnData(ns, X, fa.names, y, vol, np.isfinite(X).all(axis=-1) & np.isfinite(y), member)
+    return _DmnData(ns, X, fa.names, y, vol, np.isfinite(X).all(axis=-1) & np.isfinite(y), member, features)
 
 
 def _node_list(outcomes) -> str:
@@ -295,6 +298,7 @@ class _PositionPlan:
             "num_layers": num_layers,
             "dropout": dropout,
             "n_heads": n_heads,
+            "features": data.features,
             "train": asdict(train),
         }
 
@@ -440,11 +444,14 @@ def walk_forward(
     progress: bool = True,
     backend=None,
     membership: pd.DataFrame | None = None,
+    features: str = "dmn",
 ) -> WalkForwardResult:
-    """Train a position model walk-forward on the DMN features; return its stitched out-of-sample
-    positions.
+    """Train a position model walk-forward on the DMN features (or those of ``features``); return its
+    stitched out-of-sample positions.
 
-    Features are the DMN set (:func:`kit.features.feature_set` ``'dmn'``) and the target is
+    Features are the DMN set (:func:`kit.features.feature_set` ``'dmn'``) by default, or the array of
+    the specification ``features`` (:func:`kit.features.feature_array`, e.g. ``"dmn+cpd21+bocpd"``
+    for the changepoint features of the Momentum Transformer paper); the target is
     ``target_vol / ex_ante_vol_t * r_{t+1}`` (:func:`kit.features.next_day_target`), trained with the
     Sharpe loss. For each fold of :func:`walk_forward_splits` a fresh model (seed ``train.seed +
     fold``) is trained on the training block, early-stopped on the validation block, checkpointed,
@@ -469,6 +476,9 @@ def walk_forward(
         point-in-time index membership. A symbol that is not a member on decision date t has no
         training or validation target at t (it is not in any fold's targets there) and no position
         (NaN, not live) at t; its prices still feed the features of later dates.
+    features : feature specification (default ``"dmn"``: the results of the kit before it had one;
+        e.g. ``"dmn+cpd21+bocpd"`` for the changepoint features of the Momentum Transformer paper,
+        :func:`kit.features.feature_array`).
     backend : see above; its description (backend, threads, workers) is recorded in
         ``result.config["exec"]`` and where each task ran in ``result.folds["node"]``.
 
@@ -482,7 +492,8 @@ def walk_forward(
     """
     train = train or TrainConfig()
     plan = _PositionPlan(
-        close, _dmn_data(close, target_vol, membership=membership), model=model, test_start=test_start, test_end=test_end, test_size=test_size,
+        close, _dmn_data(close, target_vol, membership=membership, features=features, data_sha256=data_sha256, progress=progress),
+        model=model, test_start=test_start, test_end=test_end, test_size=test_size,
         val_fraction=val_fraction, lookback=lookback, target_vol=target_vol, hidden_size=hidden_size, num_layers=num_layers,
         dropout=dropout, n_heads=n_heads, members=members, ensemble_method=ensemble_method, train=train, train_start=train_start,
         checkpoint_dir=checkpoint_dir, data_sha256=data_sha256,
@@ -868,8 +879,9 @@ _COMMON_WF_KEYS = ("test_start", "test_end", "test_size", "val_fraction", "train
 
 
 
-def _plan(frames: dict, model: str, ldtm: dict | None, dmn_cache: dict, kwargs: dict):
-    """The plan of one model's walk-forward (the DMN features computed once per target volatility)."""
+def _plan(frames: dict, model: str, ldtm: dict | None, dmn_cache: dict, kwargs: dict, progress: bool = False):
+    """The plan of one model's walk-forward (the position models' features computed once per target
+    volatility and feature specification)."""
     kwargs = {k: v for k, v in kwargs.items() if k not in ("progress", "backend")}
     if model == "ldtm":
         common = {k: v for k, v in kwargs.items() if k in _COMMON_WF_KEYS}
@@ -880,16 +892,19 @@ def _plan(frames: dict, model: str, ldtm: dict | None, dmn_cache: dict, kwargs: 
     kw = {**_POSITION_DEFAULTS, **kwargs}
     kw["train"] = kw["train"] or TrainConfig()
     membership = kw.pop("membership")
-    tv = kw["target_vol"]
-    if tv not in dmn_cache:
-        dmn_cache[tv] = _dmn_data(frames["close"], tv, ns=f"dmn{len(dmn_cache) or ''}", membership=membership)
-    return _PositionPlan(frames["close"], dmn_cache[tv], model=model, **kw)
+    features = kw.pop("features")
+    key = (kw["target_vol"], features)
+    if key not in dmn_cache:
+        dmn_cache[key] = _dmn_data(frames["close"], key[0], ns=f"dmn{len(dmn_cache) or ''}", membership=membership, features=features,
+                                   data_sha256=kw["data_sha256"], progress=progress)
+    return _PositionPlan(frames["close"], dmn_cache[key], model=model, **kw)
 
 
 _POSITION_DEFAULTS = {
     "test_end": None, "test_size": 252, "val_fraction": 0.1, "lookback": 63, "target_vol": TARGET_VOL, "hidden_size": 20,
     "num_layers": 1, "dropout": 0.1, "n_heads": 4, "members": ("dmn_lstm", "momentum_transformer", "mlp"),
     "ensemble_method": "stacked", "train": None, "train_start": None, "checkpoint_dir": None, "data_sha256": "", "membership": None,
+    "features": "dmn",
 }
 """:func:`walk_forward`'s defaults (every keyword but ``test_start``, ``progress`` and ``backend``)."""
 
@@ -949,7 +964,7 @@ def walk_forward_model(
 
 
 def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, ldtm: dict | None = None, tree: dict | None = None,
-                        backend=None, progress: bool = True, **kwargs) -> dict:
+                        backend=None, progress: bool = True, previous: dict | None = None, **kwargs) -> dict:
     """Walk-forward training of several models at once: every (model, fold) fit of every model is
     one task in a single batch run by ``backend`` (so a pool or cluster is kept busy across
     models, the longest tasks first), a fit shared by two models (the ensemble's DMN member and
@@ -964,8 +979,11 @@ def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, 
         tree, ranker and stack models: these run in the driver after the others, in the order
         given, and a stack reuses the members trained before it).
     per_model : ``{name: {keyword: value}}`` overriding ``kwargs`` for one model (e.g. searched
-        hyperparameters).
+        hyperparameters, or ``features``); a ``"model"`` key trains that catalogue model under
+        ``name`` (a variant, :mod:`kit.training.variants`).
     ldtm, tree, kwargs : as :func:`walk_forward_model`.
+    previous : name -> result trained earlier in this run, which a stack may reuse (as those of
+        this batch).
 
     Returns
     -------
@@ -982,13 +1000,15 @@ def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, 
     if len(set(models)) != len(models):
         raise ValueError(f"models must not repeat a name, got {models}")
     cache: dict = {}
-    tasked = [m for m in models if m == "ldtm" or model_kind(m) not in TREE_KINDS]
-    plans = [_plan(frames, m, ldtm, cache, {**kwargs, **((per_model or {}).get(m) or {})}) for m in tasked]
+    own = {m: dict((per_model or {}).get(m) or {}) for m in models}
+    base = {m: own[m].pop("model", m) for m in models}  # the catalogue model a (variant) name trains
+    tasked = [m for m in models if base[m] == "ldtm" or model_kind(base[m]) not in TREE_KINDS]
+    plans = [_plan(frames, base[m], ldtm, cache, {**kwargs, **own[m]}, progress=progress) for m in tasked]
     done = dict(zip(tasked, _execute(plans, backend, progress), strict=True))
     for m in models:
         if m not in done:
-            done[m] = walk_forward_model(frames, m, ldtm=ldtm, tree=tree, previous=dict(done), backend=backend, progress=progress,
-                                         **{**kwargs, **((per_model or {}).get(m) or {})})
+            done[m] = walk_forward_model(frames, base[m], ldtm=ldtm, tree=tree, previous={**(previous or {}), **done}, backend=backend, progress=progress,
+                                         **{**kwargs, **own[m]})
     return {m: done[m] for m in models}
 
 
@@ -1014,7 +1034,10 @@ class WalkForwardSettings:
     horizon of the daily tree models, trading days (1 next day, 5 next week). tree_rounds,
     tree_early_stopping : boosting rounds and patience on validation. tree_threads : threads of
     LightGBM / XGBoost (0: min(2, cpus)). stack_members, stack_method : the members of
-    ``tree_lstm_stack`` and its meta-learner (``nnls`` or ``sharpe``).
+    ``tree_lstm_stack`` and its meta-learner (``nnls`` or ``sharpe``). features : the position
+    models' feature specification (:func:`kit.features.feature_array`; default ``"dmn"``).
+    variants : named variants of catalogue models on other features (:mod:`kit.training.variants`),
+    trained and reported under their names.
     """
 
     test_start: str = "2016-01-01"
@@ -1046,6 +1069,8 @@ class WalkForwardSettings:
     tree_threads: int = 0
     stack_members: tuple = ("dmn_lstm", "xgb_direction")
     stack_method: str = "nnls"
+    features: str = "dmn"
+    variants: dict = field(default_factory=dict)
 
     _RULES = {
         "test_size": (int, 1, None), "val_fraction": (float, 1e-9, 0.5), "lookback": (int, 1, None), "target_vol": (float, 1e-9, None),
@@ -1106,7 +1131,28 @@ class WalkForwardSettings:
             if isinstance(m, str) or len(m) < 2 or not all(x in allowed for x in m):
                 raise ValueError(f"{where}: stack_members must list at least 2 of {allowed}, got {m!r}")
             kw["stack_members"] = tuple(m)
+        from ..features import parse_feature_spec
+        from .variants import parse_variants
+
+        if "features" in kw:
+            try:
+                kw["features"] = "+".join(parse_feature_spec(kw["features"]))
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        if "variants" in kw:
+            kw["variants"] = parse_variants(kw["variants"], where=f"{where}: variants")
         return cls(**kw)
+
+    def variant(self, name: str):
+        """What model name ``name`` trains (:func:`kit.training.variants.resolve_model`): its
+        catalogue model, features and report label."""
+        from .variants import resolve_model
+
+        return resolve_model(name, self.variants, self.features)
+
+    def label(self, name: str) -> str:
+        """The report label of model name ``name`` (a variant's shows its features)."""
+        return self.variant(name).label
 
     def train_config(self, **overrides) -> TrainConfig:
         """The :class:`TrainConfig` of these settings, with ``overrides`` (e.g. searched values)."""
@@ -1143,20 +1189,41 @@ class WalkForwardSettings:
         ``max_grad_norm`` (e.g. a search's best parameters); ``backend`` runs the tasks (default
         serial; see :func:`walk_forward`); ``membership`` restricts every decision date to that
         day's index members; ``previous`` (name -> result of this run) lets a stack reuse members
-        trained already."""
-        return walk_forward_model(frames, name, ldtm=self._ldtm(), tree=self.tree_settings(), previous=previous, progress=progress, backend=backend,
-                                  **self._kwargs(hyper, checkpoint_dir, data_sha256, membership))
+        trained already. A variant's name (:mod:`kit.training.variants`) trains its model on its
+        features, with its checkpoints in a folder of its own; ``result.config["variant"]`` names it."""
+        return self.run_models(frames, [name], hypers={name: hyper} if hyper else None, checkpoint_dir=checkpoint_dir,
+                               data_sha256=data_sha256, progress=progress, backend=backend, membership=membership,
+                               previous=previous)[name]
 
     def run_models(self, frames: dict, names, *, hypers: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
-                   progress: bool = True, backend=None, membership: pd.DataFrame | None = None) -> dict:
+                   progress: bool = True, backend=None, membership: pd.DataFrame | None = None, previous: dict | None = None) -> dict:
         """Train every model in ``names`` with these settings as one batch of tasks
         (:func:`walk_forward_models`); ``hypers`` maps a model name to its overrides (as ``hyper``
-        of :meth:`run`). Each model's result equals :meth:`run`'s. Returns name -> result."""
+        of :meth:`run`); variants train their model on their features (checkpoints in a folder
+        named after the variant, ``config["variant"]`` set); ``previous`` results are reused by a
+        stack. Each model's result equals :meth:`run`'s. Returns name -> result."""
+        names = list(names)
         base = self._kwargs(None, checkpoint_dir, data_sha256, membership)
         per_model = {}
-        for n, hyper in (hypers or {}).items():
+        for n in names:
+            v = self.variant(n)
+            own = {"features": v.features}
+            if v.model != n:
+                own["model"] = v.model
+            if v.is_variant and checkpoint_dir is not None:
+                own["checkpoint_dir"] = Path(checkpoint_dir) / n
+            hyper = (hypers or {}).get(n)
             if hyper:
                 kw = self._kwargs(hyper, checkpoint_dir, data_sha256)
-                per_model[n] = {k: v for k, v in kw.items() if k in ("hidden_size", "dropout", "train")}
-        return walk_forward_models(frames, names, per_model=per_model, ldtm=self._ldtm(), tree=self.tree_settings(), backend=backend,
-                                   progress=progress, **base)
+                own.update({k: v for k, v in kw.items() if k in ("hidden_size", "dropout", "train")})
+            per_model[n] = own
+        out = walk_forward_models(frames, names, per_model=per_model, ldtm=self._ldtm(), tree=self.tree_settings(), backend=backend,
+                                  progress=progress, previous=previous, **base)
+        for n in names:
+            v = self.variant(n)
+            if v.is_variant:
+                out[n].config["variant"] = n
+                h = out[n].history
+                if h is not None and "model" in h:  # the variant's curves under its own name
+                    out[n].history = h.assign(model=h["model"].where(h["model"] != v.model, n))
+        return {n: out[n] for n in names}
