@@ -24,12 +24,16 @@ data_path = ""                 # empty: the committed S&P 500 store (or $KIT_DAT
 symbols = ["AAPL", "MSFT", "JPM", "XOM", "KO", "JNJ"]
 n_symbols = 0                  # > 0: the n most liquid symbols as known on universe_as_of, instead of `symbols`
 universe_as_of = "2009-12-31"  # universe chosen from data up to this date only
+universe = "point_in_time"     # point_in_time: each decision date scores that day's index members only; survivors: all loaded symbols
+cleaning = "default"           # cleaning policy: default (errors masked, warnings kept), none, or a mapping
 start = "2008-01-01"           # first date loaded (features need about 15 months of warm-up)
 end = "2021-04-21"             # last date loaded
 
 # Walk-forward and models: a profile passes its models and this notebook reads their scores from the
 # run; run on its own it trains them here (default: the tree models only, seconds on 2 cores)
-models = ["lambdamart", "ranker_regression", "xgb_direction"]  # the catalogue's names
+models = ["lambdamart", "ranker_regression", "xgb_direction"]  # the catalogue's names, or variants
+features = "dmn"               # inputs of the position models (e.g. dmn+cpd21+bocpd)
+variants = {}                  # a model on other features, under its own name (as in 20_train)
 members = ["dmn_lstm", "linear", "mlp"]  # members when model is ensemble
 ensemble_method = "stacked"    # equal, inverse_loss or stacked
 n_heads = 4
@@ -74,40 +78,45 @@ profile = "notebook-defaults"
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from kit import analytics, data, features, reports, training
-from kit.models import MODEL_LABELS, model_kind
+from kit import analytics, data, reports, training
+from kit import features as kf  # the module; `features` is the parameter (feature specification)
+from kit.models import model_kind
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
-prices, quality, universe = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end)
+loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
+prices = loaded[0]
 frames = data.wide_fields(prices)
 close = frames["close"]
-outputs = reports.model_outputs(run_dir, models, frames, settings, with_scores=True)
+membership = loaded.mask_for(close)  # (T, N) index membership of each day; None for survivors
+outputs = reports.model_outputs(run_dir, models, frames, settings, with_scores=True, membership=membership)
 oos = next(iter(outputs.values()))[0].index
 
 
 def on_close(frame: pd.DataFrame) -> pd.DataFrame:
-    """A score on the out-of-sample dates, on the full axes of ``close`` (NaN elsewhere)."""
-    return frame.reindex(index=oos).reindex(index=close.index, columns=close.columns)
+    """A score on the out-of-sample dates, on the full axes of ``close`` (NaN elsewhere and, with a
+    point-in-time universe, where the symbol is not an index member that day)."""
+    out = frame.reindex(index=oos).reindex(index=close.index, columns=close.columns)
+    return out if membership is None else out.where(membership.reindex(index=close.index, columns=close.columns, fill_value=False).astype(bool))
 
 
 scores = {}
 for name, (pos, fcs, raw) in outputs.items():
     if raw is not None:
-        scores[MODEL_LABELS[name]] = on_close(raw)  # tree and ranker models: their raw outputs
+        scores[settings.label(name)] = on_close(raw)  # tree and ranker models: their raw outputs
     elif fcs:
-        scores[MODEL_LABELS[name]] = on_close(fcs[min(fcs)])  # a forecaster: its shortest-horizon forecast
+        scores[settings.label(name)] = on_close(fcs[min(fcs)])  # a forecaster: its shortest-horizon forecast
     else:
-        scores[MODEL_LABELS[name]] = on_close(pos)  # the other models: their positions
-scores["12-1 momentum (CS momentum)"] = on_close(features.momentum_12_1(close))
-scores["MACD composite (Baz)"] = on_close(features.macd_composite(close).where(close.notna()))
-scores["12-month return (TSMOM signal)"] = on_close(features.momentum_12_1(close, 252, 0))
+        scores[settings.label(name)] = on_close(pos)  # the other models: their positions
+scores["12-1 momentum (CS momentum)"] = on_close(kf.momentum_12_1(close))
+scores["MACD composite (Baz)"] = on_close(kf.macd_composite(close).where(close.notna()))
+scores["12-month return (TSMOM signal)"] = on_close(kf.momentum_12_1(close, 252, 0))
 print(f"{len(close.columns)} symbols, out of sample {oos[0].date()} to {oos[-1].date()}; {len(scores)} scores; horizons {horizons}")
 
 # %%
 reports_by_score = {name: analytics.factor_report(s, close, horizons=horizons, n_quantiles=factor_quantiles) for name, s in scores.items()}
 summary = pd.DataFrame({name: rep["summary"] for name, rep in reports_by_score.items()}).T
-by_label = {MODEL_LABELS[m]: m for m in models}
-summary.insert(0, "kind", [model_kind(by_label[k]) if k in by_label else "benchmark signal" for k in summary.index])
+by_label = {settings.label(m): m for m in models}
+summary.insert(0, "kind", [model_kind(settings.variant(by_label[k]).model) if k in by_label else "benchmark signal" for k in summary.index])
 summary.style.format({c: "{:.3f}" for c in summary.columns if c != "kind"}, na_rep="n/a")
 
 # %% [markdown]
@@ -189,4 +198,5 @@ for name, row in summary.iterrows():
 #   rest on different numbers of dates (`scored_dates`).
 # * Quantiles of a score with many ties (the legs of a book, a sign) are coarse: the ranking inside a
 #   tied group is not defined.
-# * Survivorship: the universe is the 2021 index membership.
+# * Universe: with `universe = "point_in_time"` each date scores that day's S&P 500 members only; with
+#   `survivors` the loaded symbols are scored on every date (survivorship bias).

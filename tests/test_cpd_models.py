@@ -102,11 +102,15 @@ def test_settings_carry_features_and_variants(monkeypatch, tmp_path):
         training.WalkForwardSettings.from_params({"features": "dmn+xyz"})
     calls = []
 
-    def fake(frames, model, **kw):
-        calls.append((model, kw["features"], kw["checkpoint_dir"]))
-        return training.WalkForwardResult(pd.DataFrame(), pd.DataFrame(), [], pd.DataFrame(), {"model": model})
+    def fake(frames, models, *, per_model, **kw):  # what the batch of tasks would be asked to train
+        out = {}
+        for m in models:
+            own = {**kw, **per_model[m]}
+            calls.append((own.get("model", m), own["features"], own["checkpoint_dir"]))
+            out[m] = training.WalkForwardResult(pd.DataFrame(), pd.DataFrame(), [], pd.DataFrame(), {"model": own.get("model", m)})
+        return out
 
-    monkeypatch.setattr(sys.modules["kit.training.walk_forward"], "walk_forward_model", fake)
+    monkeypatch.setattr(sys.modules["kit.training.walk_forward"], "walk_forward_models", fake)
     r = s.run({"close": closes()}, "lin_b", checkpoint_dir=tmp_path)
     s.run({"close": closes()}, "linear", checkpoint_dir=tmp_path)
     assert calls == [("linear", "dmn+bocpd", tmp_path / "lin_b"), ("linear", "dmn", tmp_path)]
