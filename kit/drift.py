@@ -51,6 +51,17 @@ thinned samples (e.g. every k-th date for a feature with a k-day lookback) or lo
 Direction calls of one model on many symbols on the same day are correlated through the market,
 which inflates the binomial test's false-positive rate in the same way.
 
+Measured calibration (``benchmarks/bench_drift.py``, 1,000 seeded draws per figure)
+-------------------------------------------------------------------------------------
+Undrifted iid data, 5 correlated features, 1,000 training rows: the ``feature_drift`` check (KS +
+Holm at 5%) flags 5.4%, 5.1% and 5.4% of draws with 20, 60 and 250 recent rows (95% intervals all
+contain 5%). The PSI rule of thumb (any feature > 0.25) flags 100%, 63% and 0% of the same draws:
+with few recent rows PSI is mostly sampling noise and empty-bin epsilons, which is why it is reported
+but does not trigger anything. Power for a 0.5 sd mean shift in one feature: 22%, 73% and 100% with
+20, 60 and 250 recent rows. AR(1) rows (phi 0.9) with 60 recent rows: the KS check flags 99% of
+undrifted draws; thinned to every 20th row, 7.6%. ``performance_drift`` at exactly the gate flags
+2.6-4.3% (accuracy, 30 to 3,000 calls) and 3.0-4.6% (MAPE, exponential errors) of draws.
+
 Storage
 -------
 :func:`define_drift_table` defines the ``drift_checks`` table (primary key ``(as_of, check,
@@ -235,7 +246,10 @@ def psi_null_p_value(psi: float, n_expected: int, n_actual: int, bins: int = 10)
     """Approximate p-value of a PSI under "no shift": ``P(chi2(bins - 1) > psi / (1/n + 1/m))``.
 
     Yurdakul (2018), for fixed bins and large samples; with quantile bins from the reference sample
-    it is an approximation (its calibration is measured in ``benchmarks/bench_drift.py``).
+    it is an approximation, good only when every bin expects several recent values: measured in
+    ``benchmarks/bench_drift.py`` (10 bins, Holm across 5 features at 5%), it flags 6.0% of
+    undrifted draws with 250 recent rows but 18% with 60 and 93% with 20, where empty bins (each
+    replaced by ``epsilon``) dominate the PSI.
 
     Parameters
     ----------
