@@ -137,7 +137,8 @@ class DriftCheck:
     Raises
     ------
     ValueError
-        An unknown verdict, an empty check or subject, or a non-finite p-value outside [0, 1].
+        An unknown verdict, an empty check or subject, a p-value outside [0, 1], or an ``as_of``
+        that is not a date.
     """
 
     check: str
@@ -158,7 +159,13 @@ class DriftCheck:
             raise ValueError(f"subject must be a non-empty string, got {self.subject!r}")
         if self.p_value is not None and not (0.0 <= float(self.p_value) <= 1.0):
             raise ValueError(f"p_value must be in [0, 1] or None, got {self.p_value!r} ({self.check}/{self.subject})")
-        object.__setattr__(self, "as_of", pd.Timestamp(self.as_of).date())
+        try:
+            as_of = pd.Timestamp(self.as_of)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"as_of must be a date, got {self.as_of!r} ({self.check}/{self.subject})") from exc
+        if as_of is pd.NaT:
+            raise ValueError(f"as_of must be a date, got {self.as_of!r} ({self.check}/{self.subject})")
+        object.__setattr__(self, "as_of", as_of.date())
         for name in ("value", "threshold", "p_value"):
             v = getattr(self, name)
             if v is not None:

@@ -283,6 +283,9 @@ def test_drift_check_validates_its_fields():
         drift.DriftCheck("ks", "f", 0.1, 0.05, 0.5, "maybe", "2024-01-02")
     with pytest.raises(ValueError, match="p_value must be in"):
         drift.DriftCheck("ks", "f", 0.1, 0.05, 1.5, "ok", "2024-01-02")
+    for bad in (None, "not a date"):
+        with pytest.raises(ValueError, match="as_of must be a date"):
+            drift.DriftCheck("ks", "f", 0.1, 0.05, 0.5, "ok", bad)
     c = drift.DriftCheck("psi", "f", float("nan"), 0.25, None, "ok", pd.Timestamp("2024-01-02 17:00"), n=np.int64(3))
     assert c.value is None and c.as_of == dt.date(2024, 1, 2) and type(c.n) is int
 
