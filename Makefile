@@ -9,7 +9,7 @@ PROFILE ?= report
 export NUMBA_CACHE_DIR := $(CURDIR)/$(VENV)/numba_cache
 export PYTHONHASHSEED := 0
 
-.PHONY: install report test test-fast test-unit test-notebooks test-postgres lint bench clean-venv lab paper-replay notebooks
+.PHONY: install report test test-fast test-unit test-notebooks test-postgres test-prometheus lint bench clean-venv lab paper-replay notebooks
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ test-notebooks: $(STAMP)
 ## postgresql package; installed with apt-get when missing and run as root). CI runs it after make test.
 test-postgres: $(STAMP)
 	bash scripts/postgres_test.sh
+
+## make test-prometheus: promtool checks of monitoring/ (config, alerting rules and their unit tests), then the
+## monitoring tests against a throwaway Pushgateway and Prometheus (Debian's prometheus and prometheus-pushgateway
+## packages; installed with apt-get when missing and run as root). CI runs it after make test-postgres.
+test-prometheus: $(STAMP)
+	bash scripts/prometheus_test.sh
 
 ## make paper-replay: the paper-trading loop replayed over the last year of the committed data (report under reports/)
 paper-replay: $(STAMP)
