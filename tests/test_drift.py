@@ -1,6 +1,7 @@
-"""kit.drift: PSI and KS against hand-computed cases and plain references, Holm's correction, feature
-and performance drift (planted drift found, undrifted data passed), the drift table, and (slow) the
-false-positive rate over 1,000 undrifted draws held to a binomial bound.
+"""kit.analytics.drift: PSI and KS against hand-computed cases and plain references, Holm's correction,
+the samples of a feature panel, feature and performance drift (planted drift found, undrifted data
+passed; the day-clustered test against a hand computation), the drift table of kit.store.monitoring,
+and (slow) the false-positive rate over 1,000 undrifted draws held to a binomial bound.
 
 The drift table tests run on SQLite, and on PostgreSQL when ``KIT_DB_URL`` names one
 (``bash scripts/postgres_test.sh tests/test_drift.py``).
@@ -12,14 +13,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import stats
 
-from kit import db as kdb
-from kit import drift
+from kit.analytics import drift
+from kit.store import monitoring as M
 from tests._ledger_worker import fresh_db
 
 # ------------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_performance_drift_hand_computed_binomial_and_t_test():
 
 def test_accuracy_at_the_gate_is_not_drift_and_far_below_is():
     at_gate = _outcomes(1, "ok", [True] * 52 + [False] * 48, start="2023-06-01", per_day=4)
-    below = _outcomes(2, "bad", [True] * 35 + [False] * 65, start="2023-06-01", per_day=4)
+    below = _outcomes(2, "bad", list(np.random.default_rng(3).permutation([True] * 35 + [False] * 65)), start="2023-06-01", per_day=4)
     r = drift.performance_drift(pd.concat([at_gate, below]), window=30).set_index(["subject", "check"])
     assert r.loc[("ok", "direction_accuracy"), "verdict"] == "ok"
     assert r.loc[("bad", "direction_accuracy"), "verdict"] == "drift"
@@ -250,7 +250,7 @@ def test_no_calls_is_insufficient_data_not_a_verdict():
 
 
 def test_performance_drift_on_a_real_ledger(tmp_path):
-    from kit import ledger
+    from kit.store import ledger
     from tests._ledger_worker import add_model, predictions_for, synthetic_close
 
     with fresh_db(tmp_path) as url:
@@ -278,6 +278,86 @@ def test_performance_drift_bad_input():
         drift.performance_drift([1, 2])
 
 
+def test_several_calls_a_day_use_the_day_clustered_test_hand_computed():
+    # 3 days: 3 of 4, 1 of 4, 4 of 4 correct; pooled 8/12
+    o = _outcomes(1, "m", [True, True, True, False, True, False, False, False, True, True, True, True], per_day=4)
+    r = drift.performance_drift(o, min_direction_accuracy=0.52).set_index("check").loc["direction_accuracy"]
+    k, n = np.array([3.0, 1.0, 4.0]), np.array([4.0, 4.0, 4.0])
+    p = k.sum() / n.sum()
+    se = math.sqrt(3 / 2 * np.sum((k - p * n) ** 2)) / n.sum()
+    assert r["value"] == pytest.approx(8 / 12) and r["n"] == 12
+    assert r["p_value"] == pytest.approx(stats.t.cdf((p - 0.52) / se, 2), rel=1e-12)
+    # equal calls a day: the same as a one-sample t-test of the daily accuracies
+    assert r["p_value"] == pytest.approx(stats.ttest_1samp(k / n, 0.52, alternative="less").pvalue, rel=1e-9)
+
+
+def test_calls_correlated_within_days_are_not_drift_for_the_clustered_test():
+    """30 days of 100 calls, every call of a day right or wrong together (one market move), 14 right
+    days of 30 (pooled 0.467): the binomial test on 3,000 calls would call it drift (p ~ 1e-9), the
+    day-clustered test sees 30 independent observations and does not."""
+    days = [True] * 14 + [False] * 16
+    correct = list(np.repeat(np.random.default_rng(5).permutation(days), 100))
+    o = _outcomes(1, "m", correct, per_day=100)
+    r = drift.performance_drift(o).set_index("check").loc["direction_accuracy"]
+    assert r["value"] == pytest.approx(14 / 30) and r["n"] == 3000
+    assert stats.binomtest(1400, 3000, 0.52, alternative="less").pvalue < 1e-8
+    assert r["p_value"] > 0.2 and r["verdict"] == "ok"
+    assert r["p_value"] == pytest.approx(stats.ttest_1samp(np.array(days, float), 0.52, alternative="less").pvalue, rel=1e-9)
+
+
+def test_one_day_of_several_calls_is_insufficient_data():
+    o = _outcomes(1, "m", [True, False, True], ape=[0.01, 0.02, 0.03], per_day=3)
+    r = drift.performance_drift(o).set_index("check")
+    assert set(r["verdict"]) == {"insufficient_data"} and r.loc["direction_accuracy", "value"] == pytest.approx(2 / 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# samples of a feature panel
+# ------------------------------------------------------------------------------------------------
+
+
+def _feature_array(T=300, N=3, F=2, seed=0):
+    from kit.features.sets import FeatureArray
+
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(T, N, F))
+    v[:30, 0, :] = np.nan  # symbol 0 listed late
+    return FeatureArray(v, [f"f{i}" for i in range(F)], pd.bdate_range("2020-01-01", periods=T), pd.Index(["A", "B", "C"][:N]))
+
+
+def test_window_samples_takes_every_stride_th_cross_section_and_nothing_after_as_of():
+    fa = _feature_array()
+    idx = fa.index
+    as_of = idx[250]
+    train, recent = drift.window_samples(fa, (idx[10], idx[200]), as_of, recent_days=40, stride=10)
+    assert list(recent.index.get_level_values("date").unique()) == list(idx[[220, 230, 240, 250]])
+    tdates = train.index.get_level_values("date").unique()
+    assert tdates[-1] == idx[200] and tdates[0] == idx[10] and all(np.diff(idx.get_indexer(tdates)) == 10)
+    assert len(train) == 3 * len(tdates) - 2  # symbol A's rows before its listing (dates 10 and 20) dropped
+    np.testing.assert_array_equal(recent.loc[(idx[250], "B")].to_numpy(), fa.values[250, 1, :])
+    _, r2 = drift.window_samples(fa, (idx[10], idx[200]), idx[250] + pd.Timedelta(hours=5), recent_days=1, stride=1, names=["f1"])
+    assert list(r2.columns) == ["f1"] and set(r2.index.get_level_values("date")) == {idx[250]}
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"recent_days": 0}, "recent_days must be a positive integer"),
+        ({"stride": 1.5}, "stride must be a positive integer"),
+        ({"names": ["nope"]}, r"feature\(s\) \['nope'\] not in"),
+        ({"as_of": "2019-01-01"}, "training window ends"),
+        ({"train_period": ("2020-06-01", "2020-03-01")}, "not in order"),
+        ({"train_period": ("2018-01-01", "2018-06-01"), "as_of": "2020-06-01"}, "holds no date"),
+        ({"train_period": ("x", "y")}, "train_period must be two dates"),
+    ],
+)
+def test_window_samples_bad_input(kw, match):
+    fa = _feature_array()
+    args = {"train_period": (fa.index[0], fa.index[100]), "as_of": fa.index[200], **kw}
+    with pytest.raises(ValueError, match=match):
+        drift.window_samples(fa, args.pop("train_period"), args.pop("as_of"), **args)
+
+
 def test_drift_check_validates_its_fields():
     with pytest.raises(ValueError, match="verdict must be one of"):
         drift.DriftCheck("ks", "f", 0.1, 0.05, 0.5, "maybe", "2024-01-02")
@@ -298,9 +378,7 @@ def test_drift_check_validates_its_fields():
 @pytest.fixture
 def engine(tmp_path):
     with fresh_db(tmp_path) as url:
-        eng = kdb.get_engine(url)
-        drift.drift_checks_table.create(eng, checkfirst=True)
-        yield eng
+        yield url
 
 
 def _checks(as_of="2024-03-28", shift=0.8):
@@ -308,23 +386,29 @@ def _checks(as_of="2024-03-28", shift=0.8):
     return drift.feature_drift_checks(r, as_of)
 
 
+def _load(db, **kw):
+    return M.load_checks(account="a", db=db, **kw)
+
+
 def test_record_checks_is_idempotent_per_key_and_replaces_values(engine):
     checks = _checks()
-    assert drift.record_checks(engine, checks) == 11
-    assert drift.record_checks(engine, checks) == 11
-    got = drift.load_checks(engine)
-    assert len(got) == 11
+    assert M.record_checks(checks, account="a", scope="s", model_id=7, db=engine) == 11
+    assert M.record_checks(checks, account="a", scope="s", model_id=7, db=engine) == 11
+    got = _load(engine)
+    assert len(got) == 11 and set(got["model_id"]) == {7} and set(got["scope"]) == {"s"}
     assert got.set_index(["check", "subject"]).loc[("feature_drift", "*"), "verdict"] == "drift"
     # the day's checks re-run on corrected data: the rows are replaced, not added
-    drift.record_checks(engine, _checks(shift=0.0))
-    got = drift.load_checks(engine)
+    M.record_checks(_checks(shift=0.0), account="a", scope="s", db=engine)
+    got = _load(engine)
     assert len(got) == 11 and got.set_index(["check", "subject"]).loc[("feature_drift", "*"), "verdict"] == "ok"
-    # another day adds rows; the filters select
-    drift.record_checks(engine, _checks(as_of="2024-04-01"))
-    assert len(drift.load_checks(engine)) == 22
-    assert len(drift.load_checks(engine, as_of="2024-04-01", check="feature_drift")) == 1
-    assert len(drift.load_checks(engine, start="2024-03-29", check=["psi", "ks"])) == 10
-    got = drift.load_checks(engine, as_of="2024-04-01", check="ks")
+    # another day adds rows; another account keeps its own; the filters select
+    M.record_checks(_checks(as_of="2024-04-01"), account="a", scope="s", db=engine)
+    M.record_checks(_checks(as_of="2024-04-01"), account="b", scope="s", db=engine)
+    assert len(_load(engine)) == 22 and len(M.load_checks(scope="s", db=engine)) == 33
+    assert len(_load(engine, as_of="2024-04-01", check="feature_drift")) == 1
+    assert len(_load(engine, start="2024-03-29", check=["psi", "ks"])) == 10
+    assert len(_load(engine, end="2024-03-28")) == 11
+    got = _load(engine, as_of="2024-04-01", check="ks")
     assert list(got["subject"]) == sorted(FEATURES)  # sorted by as_of, check, subject
     row = got.set_index("subject").loc["ret_1"]
     first = next(c for c in _checks(as_of="2024-04-01") if c.check == "ks" and c.subject == "ret_1")
@@ -334,27 +418,57 @@ def test_record_checks_is_idempotent_per_key_and_replaces_values(engine):
 def test_record_checks_refuses_a_duplicate_key_and_writes_nothing(engine):
     c = _checks()[0]
     with pytest.raises(ValueError, match="appears twice"):
-        drift.record_checks(engine, [c, c])
-    assert drift.load_checks(engine).empty
+        M.record_checks([c, c], account="a", scope="s", db=engine)
+    assert _load(engine).empty
+    with pytest.raises(ValueError, match="account must be a non-empty string"):
+        M.record_checks([c], account="", scope="s", db=engine)
 
 
-def test_record_checks_is_one_transaction(engine):
+def test_record_checks_is_one_transaction(engine, monkeypatch):
+    from kit.store import engine as E
+
     checks = _checks()
-    bad = sa.Table("drift_checks", sa.MetaData(), *[sa.Column(c.name, c.type, primary_key=c.primary_key) for c in drift.drift_checks_table.columns],
-                   sa.Column("not_there", sa.Integer, default=1))
-    drift.record_checks(engine, checks[:3])
-    with pytest.raises(sa.exc.DBAPIError):
-        drift.record_checks(engine, checks, table=bad)  # the delete runs, then the insert fails
-    assert len(drift.load_checks(engine)) == 3  # rolled back: the three rows deleted first are still there
+    M.record_checks(checks[:3], account="a", scope="s", db=engine)
+    real = E.write_tx
+
+    class Boom(RuntimeError):
+        pass
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def failing(eng, lock):
+        with real(eng, lock) as conn:
+            yield conn
+            raise Boom("after the delete and the insert")  # the transaction must roll back both
+
+    monkeypatch.setattr(M, "write_tx", failing)
+    with pytest.raises(Boom):
+        M.record_checks(checks, account="a", scope="s", db=engine)
+    monkeypatch.setattr(M, "write_tx", real)
+    got = _load(engine)
+    assert len(got) == 3 and set(got["subject"]) == {c.subject for c in checks[:3]}
 
 
 def test_record_checks_accepts_the_performance_frame(engine):
     o = _outcomes(1, "m@1", [True] * 10 + [False] * 20, ape=np.linspace(0.0, 0.1, 30))
     frame = drift.performance_drift(o)
-    assert drift.record_checks(engine, frame) == 2
-    assert set(drift.load_checks(engine)["check"]) == {"direction_accuracy", "mape"}
+    assert M.record_checks(frame, account="a", scope="s", db=engine) == 2
+    assert set(_load(engine)["check"]) == {"direction_accuracy", "mape"}
     with pytest.raises(TypeError, match="DriftCheck"):
-        drift.record_checks(engine, [{"check": "x"}])
+        M.record_checks([{"check": "x"}], account="a", scope="s", db=engine)
+
+
+def test_the_database_refuses_an_unknown_verdict(engine):
+    import sqlalchemy as sa
+
+    from kit.store import schema as S
+    from kit.store.engine import get_engine, write_tx
+
+    with pytest.raises(sa.exc.IntegrityError):
+        with write_tx(get_engine(engine), "monitoring") as conn:
+            conn.execute(S.drift_checks.insert().values(account="a", as_of=dt.date(2024, 1, 2), check="ks", subject="f", scope="s",
+                                                        verdict="maybe", recorded_at="x"))
 
 
 # ------------------------------------------------------------------------------------------------

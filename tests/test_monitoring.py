@@ -1,4 +1,4 @@
-"""kit.monitoring: metric names and values, publishing to a local fake Pushgateway and to a textfile
+"""kit.live.monitoring: metric names and values, publishing to a local fake Pushgateway and to a textfile
 folder, no exception on a refused connection, an error status or a timeout, and the webhook.
 
 The live test against a real Pushgateway and Prometheus is tests/test_monitoring_live.py
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kit import monitoring as mon
-from kit.drift import DriftCheck
+from kit.analytics.drift import DriftCheck
+from kit.live import monitoring as mon
 
 AS_OF = dt.date(2024, 3, 28)
 MIDNIGHT = dt.datetime(2024, 3, 28, tzinfo=dt.UTC).timestamp()
@@ -41,6 +41,8 @@ def full_metrics(status="success", **over):
         "drift": [DriftCheck("feature_drift", "*", 1, 1, 0.003, "drift", AS_OF, 8),
                   DriftCheck("direction_accuracy", "dmn_lstm@1.0.20240327", 0.515, 0.52, 0.31, "ok", AS_OF, 3000),
                   {"check": "ks", "subject": "ret_252", "value": None, "threshold": 0.05, "p_value": None, "verdict": "insufficient_data"}],
+        "stages": {"ingest": {"seconds": 1.5, "status": "ok"}, "retrain": {"seconds": 30.0, "status": "ok"}},
+        "needs_person": True, "alerts": {"feature_drift": 1, "drawdown": 0}, "retrain": {"as_of": AS_OF, "promoted": False},
     }
     m.update(over)
     return m
@@ -65,7 +67,7 @@ def value(text, name, **labels):
 
 UNIT_SUFFIXES = ("_seconds", "_dollars", "_ratio", "_info", "_value", "_threshold", "_verdict")
 UNITLESS_COUNTS = {"kit_data_rows_ingested", "kit_data_validation_findings", "kit_paper_positions", "kit_paper_orders", "kit_ledger_outcomes",
-                   "kit_run_success"}
+                   "kit_run_success", "kit_run_stage_success", "kit_daily_needs_person", "kit_daily_alerts", "kit_retrain_promoted"}
 
 
 def test_metric_names_follow_prometheus_conventions():
@@ -107,6 +109,10 @@ def test_values_units_and_labels():
     assert value(text, "kit_drift_verdict", check="feature_drift", subject="*", verdict="ok") == 0.0
     assert value(text, "kit_drift_verdict", check="ks", subject="ret_252", verdict="insufficient_data") == 1.0
     assert ("kit_drift_value", frozenset({("check", "ks"), ("subject", "ret_252")})) not in samples(text)  # no value, no series
+    assert value(text, "kit_run_stage_duration_seconds", stage="retrain") == 30.0
+    assert value(text, "kit_run_stage_success", stage="ingest") == 1.0
+    assert value(text, "kit_daily_needs_person") == 1.0 and value(text, "kit_daily_alerts", kind="drawdown") == 0.0
+    assert value(text, "kit_retrain_last_as_of_timestamp_seconds") == MIDNIGHT and value(text, "kit_retrain_promoted") == 0.0
 
 
 def test_a_failed_run_publishes_no_last_success():
@@ -129,6 +135,9 @@ def test_a_failed_run_publishes_no_last_success():
         ({"status": "success", "finished_at": dt.datetime(2024, 1, 1)}, "timezone-aware"),
         ({"status": "success", "drift": [{"check": "ks", "subject": "f", "verdict": "bad"}]}, "verdict must be one of"),
         ({"status": "success", "models": [{"model": "m"}]}, "lacks 'scope'"),
+        ({"status": "success", "stages": {"x": {"status": "maybe"}}}, "must be 'ok' or 'failed'"),
+        ({"status": "success", "needs_person": 1}, "needs_person"),
+        ({"status": "success", "retrain": {"as_of": AS_OF, "promoted": None}}, "promoted"),
     ],
 )
 def test_bad_metrics_raise_before_anything_is_sent(metrics, match):
@@ -212,7 +221,7 @@ def test_publish_pushadds_to_the_group_of_job_and_labels(server, caplog):
 
 
 def test_publish_never_raises_on_connection_refused(caplog):
-    caplog.set_level(logging.WARNING, logger="kit.monitoring")
+    caplog.set_level(logging.WARNING, logger="kit.live.monitoring")
     t = time.monotonic()
     assert mon.publish(full_metrics(), job="kit_daily", pushgateway_url=refused_url(), timeout=2.0) is False
     assert time.monotonic() - t < 2.0
@@ -220,7 +229,7 @@ def test_publish_never_raises_on_connection_refused(caplog):
 
 
 def test_publish_never_raises_on_an_error_status_or_a_timeout(caplog):
-    caplog.set_level(logging.WARNING, logger="kit.monitoring")
+    caplog.set_level(logging.WARNING, logger="kit.live.monitoring")
     bad = FakeServer(status=500)
     slow = FakeServer(delay=1.5)
     try:
@@ -238,7 +247,7 @@ def test_publish_never_raises_on_an_error_status_or_a_timeout(caplog):
 def test_publish_without_a_destination_does_nothing(monkeypatch, caplog):
     monkeypatch.delenv(mon.PUSHGATEWAY_ENV, raising=False)
     monkeypatch.delenv(mon.TEXTFILE_ENV, raising=False)
-    caplog.set_level(logging.INFO, logger="kit.monitoring")
+    caplog.set_level(logging.INFO, logger="kit.live.monitoring")
     assert mon.publish({"status": "success"}, job="kit_daily") is False
     assert "not published" in caplog.text
 
@@ -274,7 +283,7 @@ def test_textfile_has_the_labels_and_keeps_the_last_success_after_a_failed_run(t
 
 
 def test_textfile_write_failure_is_logged_not_raised(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="kit.monitoring")
+    caplog.set_level(logging.WARNING, logger="kit.live.monitoring")
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("x")
     assert mon.publish({"status": "success"}, job="kit_daily", textfile_dir=blocker) is False
@@ -302,7 +311,7 @@ def test_webhook_posts_json(server):
 
 
 def test_webhook_failures_are_logged_not_raised(caplog):
-    caplog.set_level(logging.WARNING, logger="kit.monitoring")
+    caplog.set_level(logging.WARNING, logger="kit.live.monitoring")
     slow, bad = FakeServer(delay=1.5), FakeServer(status=404)
     try:
         t = time.monotonic()
@@ -324,3 +333,26 @@ def test_webhook_without_url_and_bad_arguments(monkeypatch):
     with pytest.raises(ValueError, match="payload must be a mapping"):
         mon.send_webhook("http://127.0.0.1:1", [1, 2])
 
+
+
+def test_a_profile_run_publishes_its_status_and_stage_durations(tmp_path, server, monkeypatch, caplog):
+    monkeypatch.delenv(mon.PUSHGATEWAY_ENV, raising=False)
+    monkeypatch.delenv(mon.TEXTFILE_ENV, raising=False)
+    info = {"profile": "smoke", "status": "failed", "seconds": 12.5, "finished_utc": "2024-03-28T21:30:00+00:00",
+            "notebooks": {"10_explore": {"status": "ok", "seconds": 4.0}, "20_train": {"status": "failed", "seconds": 8.0}}}
+    assert mon.publish_profile_run(tmp_path, info) is False and not server.requests  # nothing configured: nothing sent
+    (tmp_path / "params.yaml").write_text(f"notebooks: [10_explore]\nmonitor:\n  pushgateway_url: {server.url}\n")
+    assert mon.publish_profile_run(tmp_path, info) is True
+    (req,) = server.requests
+    assert req["path"] == "/metrics/job/kit_profile/profile/smoke"
+    text = req["body"].decode()
+    assert value(text, "kit_run_success") == 0.0 and value(text, "kit_run_duration_seconds") == 12.5
+    assert value(text, "kit_run_finished_timestamp_seconds") == FINISHED.timestamp()
+    assert value(text, "kit_run_stage_duration_seconds", stage="20_train") == 8.0
+    assert value(text, "kit_run_stage_success", stage="10_explore") == 1.0 and value(text, "kit_run_stage_success", stage="20_train") == 0.0
+    # a broken record or an unreachable gateway is logged, never raised
+    caplog.set_level(logging.WARNING, logger="kit.live.monitoring")
+    assert mon.publish_profile_run(tmp_path, {"status": "ok", "seconds": -1}) is False
+    (tmp_path / "params.yaml").write_text(f"notebooks: [10_explore]\nmonitor:\n  pushgateway_url: {refused_url()}\n")
+    assert mon.publish_profile_run(tmp_path, info) is False
+    assert "not published" in caplog.text and "failed" in caplog.text

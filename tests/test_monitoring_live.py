@@ -18,8 +18,8 @@ import pytest
 import requests
 from prometheus_client import delete_from_gateway
 
-from kit import monitoring as mon
-from kit.drift import DriftCheck
+from kit.analytics.drift import DriftCheck
+from kit.live import monitoring as mon
 
 PUSHGATEWAY = os.environ.get("KIT_TEST_PUSHGATEWAY_URL", "")
 PROMETHEUS = os.environ.get("KIT_TEST_PROMETHEUS_URL", "")

@@ -1,10 +1,12 @@
-"""kit.retrain: the scheduled and the drift-triggered rule, on a trading calendar with hand-counted days."""
+"""kit.live.retrain: the scheduled and the drift-triggered rule, the cooldown and the last retraining as
+the reference day, on a trading calendar with hand-counted days; the policy's settings."""
 
 import pandas as pd
 import pytest
 
-from kit.drift import DriftCheck
-from kit.retrain import DEFAULT_TRIGGERS, RetrainPolicy, should_retrain
+from kit.analytics.drift import DriftCheck
+from kit.base.config import ConfigError
+from kit.live.retrain import DEFAULT_TRIGGERS, RetrainPolicy, should_retrain
 
 # January 2024 trading days: the 1st (New Year) and the 15th (MLK day) are holidays
 CAL = pd.bdate_range("2023-12-01", "2024-03-29").drop(pd.to_datetime(["2023-12-25", "2024-01-01", "2024-01-15", "2024-02-19"]))
@@ -87,8 +89,34 @@ def test_policy_validation_and_from_dict():
             RetrainPolicy(every_n_days=bad)
     with pytest.raises(ValueError, match="triggers"):
         RetrainPolicy(on_drift=True, triggers=())
-    with pytest.raises(ValueError, match=r"unknown retrain policy key\(s\) \['every'\]"):
+    with pytest.raises(ConfigError, match=r"retrain: unknown key 'every' \(did you mean 'every_n_days'\?\)"):
         RetrainPolicy.from_dict({"every": 5})
+    with pytest.raises(ConfigError, match="retrain: expected a mapping"):
+        RetrainPolicy.from_dict([5])
+    for key, bad in (("cooldown_days", -1), ("test_size", 0), ("folds", 0), ("epochs", 1.5), ("triggers", "feature_drift")):
+        with pytest.raises(ValueError, match=key):
+            RetrainPolicy.from_dict({key: bad})
     p = RetrainPolicy.from_dict({"every_n_days": 21, "on_drift": True, "triggers": ["feature_drift"]})
     assert p == RetrainPolicy(21, True, ("feature_drift",))
     assert RetrainPolicy.from_dict(None).triggers == DEFAULT_TRIGGERS
+    assert p.to_dict()["triggers"] == ["feature_drift"]
+
+
+def test_the_last_retraining_is_the_reference_and_drift_waits_for_the_cooldown():
+    p = RetrainPolicy(every_n_days=10, on_drift=True, cooldown_days=5)
+    # the model's data ends at TRAINED, but the loop retrained on day 8 (a candidate the gate refused):
+    # the schedule counts from day 8, so day 10 is not due again
+    due, why = should_retrain(p, TRAINED, _day(10), CAL, last_attempt=_day(8))
+    assert not due and why.startswith(f"not due: 2 of 10 trading days since the last retraining on {_day(8).date()}")
+    assert should_retrain(p, TRAINED, _day(18), CAL, last_attempt=_day(8))[0]
+    # a drift verdict 3 days after that retraining waits for the cooldown (5 days), then triggers
+    late = [DriftCheck("feature_drift", "*", 1, 1, 0.01, "drift", _day(11))]
+    due, why = should_retrain(p, TRAINED, _day(11), CAL, late, last_attempt=_day(8))
+    assert not due and "within the cooldown of 5 trading days after the retraining on" in why
+    due, why = should_retrain(p, TRAINED, _day(13), CAL, late, last_attempt=_day(8))
+    assert due and why == f"drift: feature_drift on {_day(11).date()}"
+    # verdicts dated on or before the last retraining were acted on already
+    old = [DriftCheck("feature_drift", "*", 1, 1, 0.01, "drift", _day(8))]
+    assert not should_retrain(p, TRAINED, _day(14), CAL, old, last_attempt=_day(8))[0]
+    # an earlier attempt than the model's own training end changes nothing
+    assert should_retrain(p, _day(8), _day(12), CAL, last_attempt=_day(2)) == should_retrain(p, _day(8), _day(12), CAL)

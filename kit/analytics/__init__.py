@@ -1,7 +1,8 @@
 """Analytics: the Sharpe ratio with its intervals and the PSR/DSR family (:mod:`.sharpe`), the
 performance table and return statistics (:mod:`.performance`), one VaR/CVaR (:mod:`.risk`), stress
-tests and correlation (:mod:`.stress`), and model evaluation for the registry's gate
-(:mod:`.evaluation`). Returns are daily simple returns; statistics are annualised with 252 days."""
+tests and correlation (:mod:`.stress`), model evaluation for the registry's gate
+(:mod:`.evaluation`), and drift statistics for the daily loop (:mod:`.drift`: PSI, KS with Holm's
+adjustment, feature and performance drift). Returns are daily simple returns; statistics are annualised with 252 days."""
 
 from .evaluation import fold_metrics, oos_metrics
 from .performance import (

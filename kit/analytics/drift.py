@@ -1,7 +1,8 @@
-"""Drift detection for the daily loop: feature drift (PSI and a two-sample Kolmogorov-Smirnov test per
+"""Drift statistics for the daily loop: feature drift (PSI and a two-sample Kolmogorov-Smirnov test per
 feature, recent window against the model's training window) and performance drift (the ledger's
 rolling direction accuracy and error against the promotion gate's thresholds, each with a one-sided
-significance test), as :class:`DriftCheck` records stored in the database with their date.
+significance test), as :class:`DriftCheck` records. Storing them is :mod:`kit.store.monitoring`'s
+job; running them every day is :mod:`kit.live.loop`'s.
 
 Checks and verdicts
 -------------------
@@ -20,13 +21,14 @@ Every check gives a value, a threshold, a p-value where there is a test, and a v
 ``feature_drift`` (subject ``"*"``)
     The summary of one :func:`feature_drift` call: value = number of drifting features, threshold 1,
     p-value = the smallest Holm-adjusted KS p-value (Bonferroni's global test), verdict ``drift``
-    when at least one feature drifts. This is the check a retraining policy listens to.
+    when at least one feature drifts (with ``require_psi``: a feature whose KS test rejects *and*
+    whose PSI exceeds the threshold). This is the check a retraining policy listens to.
 ``direction_accuracy`` (subject: a model label)
     Rolling direction accuracy (correct calls / calls) against ``min_direction_accuracy``: one-sided
-    exact binomial test of ``H0: p >= threshold`` against ``H1: p < threshold``.
+    test of ``H0: p >= threshold`` against ``H1: p < threshold`` (below).
 ``mape`` (subject: a model label)
     Rolling mean absolute percentage error of the predicted price against ``max_mape``: one-sided
-    one-sample t-test of ``H0: E|e| <= threshold`` against ``H1: E|e| > threshold``.
+    test of ``H0: E|e| <= threshold`` against ``H1: E|e| > threshold`` (below).
 
 Multiple testing
 ----------------
@@ -43,65 +45,64 @@ strongly dependent in ways not checked here.
 
 Assumptions (read before trusting a p-value)
 --------------------------------------------
-The KS and binomial tests assume independent observations. Rolling features of a time series
-(a 252-day return, an EWM volatility) are strongly autocorrelated, so a recent window of 60 rows
-holds far fewer independent observations than 60, and the tests then reject far more often than
-``alpha`` on undrifted data (``benchmarks/bench_drift.py`` measures this on AR(1) data). Pass
-thinned samples (e.g. every k-th date for a feature with a k-day lookback) or long windows.
-Direction calls of one model on many symbols on the same day are correlated through the market,
-which inflates the binomial test's false-positive rate in the same way.
+The KS test assumes independent observations. Rolling features of a time series (a 252-day return,
+an EWM volatility) are strongly autocorrelated, so a recent window of 60 rows holds far fewer
+independent observations than 60, and the test then rejects far more often than ``alpha`` on
+undrifted data (``benchmarks/bench_drift.py`` measures this on AR(1) data). :func:`window_samples`
+therefore takes one cross-section every ``stride`` trading days; cross-sections of many symbols are
+still correlated through the market, which is why the daily loop also asks for a large shift
+(``require_psi``) before it calls a feature drifted. Direction calls of one model on many symbols on
+the same day are correlated through the market too: :func:`performance_drift` treats the trading
+day as the unit of independence (a cluster-robust test), not the call.
+
+Performance tests
+-----------------
+Per model over its last ``window`` run dates, with ``k_d`` correct of ``n_d`` calls on day ``d``:
+the value is the pooled accuracy ``p = sum k_d / sum n_d`` (what the gate measures). With at most one
+call a day the test is the exact binomial test (``scipy.stats.binomtest``, one-sided). With several
+calls a day it is a one-sided t-test of the ratio estimator with a cluster-robust (by day) standard
+error: ``se^2 = D / (D - 1) * sum_d (k_d - p n_d)^2 / (sum_d n_d)^2`` over the ``D`` days, ``t = (p -
+threshold) / se`` against Student's t with ``D - 1`` degrees of freedom (the linearised variance of
+a ratio estimator with clusters, e.g. Cameron & Miller, "A Practitioner's Guide to Cluster-Robust
+Inference", J. Human Resources 2015, section II; with equal calls a day it is the t-test of the daily
+accuracies). MAPE is tested the same way with the absolute percentage errors' daily sums.
 
 Measured calibration (``benchmarks/bench_drift.py``, 1,000 seeded draws per figure)
 -------------------------------------------------------------------------------------
-Undrifted iid data, 5 correlated features, 1,000 training rows: the ``feature_drift`` check (KS +
-Holm at 5%) flags 5.4%, 5.1% and 5.4% of draws with 20, 60 and 250 recent rows (95% intervals all
-contain 5%). The PSI rule of thumb (any feature > 0.25) flags 100%, 63% and 0% of the same draws:
-with few recent rows PSI is mostly sampling noise and empty-bin epsilons, which is why it is reported
-but does not trigger anything. Power for a 0.5 sd mean shift in one feature: 22%, 73% and 100% with
-20, 60 and 250 recent rows. AR(1) rows (phi 0.9) with 60 recent rows: the KS check flags 99% of
-undrifted draws; thinned to every 20th row, 7.6%. ``performance_drift`` at exactly the gate flags
-2.6-4.3% (accuracy, 30 to 3,000 calls) and 3.0-4.6% (MAPE, exponential errors) of draws.
+See ``benchmarks/README.md`` and ``docs/monitoring.md`` for the figures: the KS + Holm check on
+undrifted independent rows flags 5.1-5.4% of draws at a nominal 5%; on the loop's own samples of
+simulated undrifted price panels the figures are given there per setting.
 
-Storage
--------
-:func:`define_drift_table` defines the ``drift_checks`` table (primary key ``(as_of, check,
-subject)``); :func:`record_checks` writes checks in one transaction, replacing the rows of the same
-keys (re-running a day's checks leaves one row per key).
-
-Imports from the kit: :mod:`kit.db` (``write_tx``, ``read_tx``, ``utc_now``) only.
+Imports from the kit: :mod:`kit.features` (the :class:`~kit.features.FeatureArray` that
+:func:`window_samples` reads) only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from scipy import stats
-
-from . import db as kdb
 
 __all__ = [
     "VERDICTS",
     "PSI_EPSILON",
+    "CHECK_COLUMNS",
     "DriftCheck",
     "KSResult",
     "population_stability_index",
     "psi_null_p_value",
     "ks_test",
     "holm_adjust",
+    "window_samples",
     "feature_drift",
     "feature_drift_checks",
     "performance_drift",
     "checks_from_frame",
-    "define_drift_table",
-    "drift_checks_table",
-    "record_checks",
-    "load_checks",
+    "as_checks",
 ]
 
 VERDICTS = ("drift", "ok", "insufficient_data")
@@ -346,6 +347,91 @@ def holm_adjust(p_values) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
+# the samples the daily loop compares
+# ------------------------------------------------------------------------------------------------
+
+
+def window_samples(features, train_period, as_of, *, recent_days: int = 63, stride: int = 21, names=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two samples of a feature-drift check from a feature panel: the model's training window and
+    the recent window, each thinned to one cross-section every ``stride`` trading days.
+
+    Recent sample: the cross-sections at positions ``p, p - stride, p - 2 stride, ...`` within the
+    last ``recent_days`` trading days up to ``as_of`` (``p``: the last date ``<= as_of``). Training
+    sample: the cross-sections at ``q, q - stride, ...`` with ``q`` the last date ``<= train_end``,
+    down to ``train_start``. Rows are ``(date, symbol)`` pairs; a row whose features are all NaN
+    (a symbol not yet listed, a feature's warm-up) is dropped. Nothing after ``as_of`` is read.
+
+    Thinning matters: consecutive rows of rolling features share most of their window, and the KS
+    test assumes independent rows (module docstring). One cross-section a month of DMN features
+    (returns over up to 252 days) still overlaps; the false-positive rate this leaves is measured in
+    ``benchmarks/bench_drift.py`` on simulated panels.
+
+    Parameters
+    ----------
+    features : :class:`kit.features.FeatureArray`
+        ``values`` ``(T, N, F)`` float, ``names`` (F), ``index`` (T dates), ``columns`` (N symbols).
+    train_period : (date-like, date-like)
+        First and last date of the model's training data (its checkpoint's ``train_period``).
+    as_of : date-like
+        The day of the check.
+    recent_days : int >= 1
+        Trading days in the recent window.
+    stride : int >= 1
+        Trading days between two sampled cross-sections.
+    names : list of str, optional
+        The features to keep (default: all; e.g. a model's ``feature_names``).
+
+    Returns
+    -------
+    (train, recent) : DataFrames with a ``(date, symbol)`` MultiIndex and one float column per
+        feature.
+
+    Raises
+    ------
+    ValueError
+        ``recent_days`` or ``stride`` not a positive integer, an unknown feature name, ``as_of``
+        before the first date, a training period that is not two dates in order or holds no date of
+        the panel, or a training window that ends after ``as_of`` (that would be look-ahead).
+    """
+    for key, v in (("recent_days", recent_days), ("stride", stride)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{key} must be a positive integer, got {v!r}")
+    index = pd.DatetimeIndex(features.index)
+    all_names = list(features.names)
+    names = all_names if names is None else [str(n) for n in names]
+    unknown = [n for n in names if n not in all_names]
+    if unknown:
+        raise ValueError(f"feature(s) {unknown} not in the panel's features {all_names}")
+    try:
+        start, end = (pd.Timestamp(x) for x in train_period)
+        day = pd.Timestamp(as_of)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"train_period must be two dates and as_of a date, got {train_period!r} and {as_of!r}") from exc
+    if start > end:
+        raise ValueError(f"train_period {start.date()} .. {end.date()} is not in order")
+    if end > day:
+        raise ValueError(f"training window ends {end.date()}, after as_of {day.date()}")
+    p = int(index.searchsorted(day, side="right")) - 1
+    if p < 0:
+        raise ValueError(f"as_of {day.date()} is before the panel's first date {index[0].date()}")
+    q = int(index.searchsorted(end, side="right")) - 1
+    q0 = int(index.searchsorted(start, side="left"))
+    if q < q0:
+        raise ValueError(f"train_period {start.date()} .. {end.date()} holds no date of the panel ({index[0].date()} .. {index[-1].date()})")
+    recent_pos = np.arange(p, max(p - int(recent_days), -1), -int(stride))[::-1]
+    train_pos = np.arange(q, q0 - 1, -int(stride))[::-1]
+    cols = [all_names.index(n) for n in names]
+
+    def frame(pos):
+        vals = np.asarray(features.values)[pos][:, :, cols]  # (len(pos), N, F')
+        idx = pd.MultiIndex.from_product([index[pos], pd.Index(features.columns, name="symbol")], names=["date", "symbol"])
+        out = pd.DataFrame(vals.reshape(-1, len(cols)).astype("float64"), index=idx, columns=names)
+        return out[out.notna().any(axis=1)]
+
+    return frame(train_pos), frame(recent_pos)
+
+
+# ------------------------------------------------------------------------------------------------
 # feature drift
 # ------------------------------------------------------------------------------------------------
 
@@ -508,6 +594,22 @@ def feature_drift_checks(result: pd.DataFrame, as_of) -> list[DriftCheck]:
 CHECK_COLUMNS = ["check", "subject", "value", "threshold", "p_value", "verdict", "as_of", "n"]
 
 
+def _cluster_p_value(num: np.ndarray, den: np.ndarray, threshold: float, alternative: str) -> float:
+    """One-sided p-value of the ratio ``sum(num) / sum(den)`` against ``threshold`` with a standard
+    error clustered by the rows (days): module docstring, "Performance tests". ``alternative``
+    ``"less"`` (H1: ratio < threshold) or ``"greater"``. Needs at least 2 rows."""
+    d = num.size
+    ratio = num.sum() / den.sum()
+    resid = num - ratio * den
+    se = math.sqrt(d / (d - 1) * float(np.sum(resid**2))) / float(den.sum())
+    diff = ratio - threshold
+    if se == 0.0 or not math.isfinite(se):
+        beyond = diff < 0 if alternative == "less" else diff > 0
+        return 0.0 if beyond else 1.0
+    t = diff / se
+    return float(stats.t.cdf(t, d - 1) if alternative == "less" else stats.t.sf(t, d - 1))
+
+
 def performance_drift(outcomes: pd.DataFrame, *, min_direction_accuracy: float = 0.52, max_mape: float = 0.05, alpha: float = 0.05,
                       window: int = 30, as_of=None) -> pd.DataFrame:
     """Performance drift of each model over the last ``window`` trading days of its ledger outcomes.
@@ -516,28 +618,31 @@ def performance_drift(outcomes: pd.DataFrame, *, min_direction_accuracy: float =
     with ``target_date <= as_of`` when the frame has ``target_date``, else ``run_date <= as_of``) whose
     run date is one of the last ``window`` distinct run dates among them:
 
-    * ``direction_accuracy``: k correct of n calls (rows with a non-null ``direction_correct``);
-      p-value of the one-sided exact binomial test ``H0: p >= min_direction_accuracy`` vs ``H1: p <
-      min_direction_accuracy`` (``scipy.stats.binomtest(k, n, p, alternative="less")``); verdict
-      ``drift`` when p-value < ``alpha``, ``insufficient_data`` without calls.
+    * ``direction_accuracy``: ``k`` correct of ``n`` calls (rows with a non-null
+      ``direction_correct``), value ``k / n``; one-sided test of ``H0: p >= min_direction_accuracy``:
+      the exact binomial test when no day has more than one call, else the day-clustered t-test
+      (module docstring, "Performance tests"); verdict ``drift`` when the p-value is below
+      ``alpha``; ``insufficient_data`` without calls, or with several calls a day on fewer than 2
+      days.
     * ``mape`` (only for a model with forecasts, i.e. some non-null ``pct_error``): the mean of
-      ``|pct_error|``; p-value of the one-sided one-sample t-test ``H0: E|e| <= max_mape`` vs ``H1:
-      E|e| > max_mape`` (``scipy.stats.ttest_1samp(..., alternative="greater")``); verdict ``drift``
-      when p-value < ``alpha``; ``insufficient_data`` with fewer than 2 errors. With zero spread the
-      p-value is 0 if the mean exceeds the threshold, else 1.
+      ``|pct_error|``; one-sided test of ``H0: E|e| <= max_mape``: a one-sample t-test when no day
+      has more than one error, else the day-clustered t-test; ``insufficient_data`` with fewer than
+      2 errors (or days). With zero spread the p-value is 0 if the mean is beyond the threshold,
+      else 1.
 
-    A model whose accuracy is exactly at the gate is flagged with probability at most ``alpha``
-    (the binomial test is exact and, being discrete, conservative). Both tests assume independent
-    outcomes (module docstring: same-day calls on many symbols are not).
+    A model whose accuracy is exactly at the gate is flagged with probability at most about
+    ``alpha`` when the days are independent (measured in ``benchmarks/bench_drift.py``, also with
+    calls correlated through a market factor within each day).
 
     Parameters
     ----------
     outcomes : DataFrame
-        Rows of :func:`kit.ledger.outcomes`: needs ``model_id``, ``run_date``, ``direction_correct``
-        (bool or NA) and ``pct_error`` (float or NaN); uses ``label`` and ``target_date`` when present.
-    min_direction_accuracy : float in (0, 1)
+        Rows of :func:`kit.store.ledger.outcomes`: needs ``model_id``, ``run_date``,
+        ``direction_correct`` (bool or NA) and ``pct_error`` (float or NaN); uses ``label`` and
+        ``target_date`` when present.
+    min_direction_accuracy : float in [0, 1]
         The promotion gate's threshold (``GateThresholds.min_direction_accuracy``, 0.52).
-    max_mape : float > 0
+    max_mape : float >= 0
         The gate's MAPE threshold as a fraction (``GateThresholds.max_mape``, 0.05).
     alpha : float in (0, 1)
         Significance level of each test.
@@ -559,15 +664,15 @@ def performance_drift(outcomes: pd.DataFrame, *, min_direction_accuracy: float =
         A required column missing (named), or a parameter out of range.
     """
     if not isinstance(outcomes, pd.DataFrame):
-        raise TypeError(f"outcomes must be a DataFrame (kit.ledger.outcomes()), got {type(outcomes).__name__}")
+        raise TypeError(f"outcomes must be a DataFrame (kit.store.ledger.outcomes()), got {type(outcomes).__name__}")
     need = ["model_id", "run_date", "direction_correct", "pct_error"]
     missing = [c for c in need if c not in outcomes.columns]
     if missing:
-        raise ValueError(f"outcomes lacks column(s) {missing}; pass kit.ledger.outcomes()")
-    if not 0 < min_direction_accuracy < 1:
-        raise ValueError(f"min_direction_accuracy must be in (0, 1), got {min_direction_accuracy!r}")
-    if not (max_mape > 0 and np.isfinite(max_mape)):
-        raise ValueError(f"max_mape must be a finite number > 0, got {max_mape!r}")
+        raise ValueError(f"outcomes lacks column(s) {missing}; pass kit.store.ledger.outcomes()")
+    if not 0 <= min_direction_accuracy <= 1:
+        raise ValueError(f"min_direction_accuracy must be in [0, 1], got {min_direction_accuracy!r}")
+    if not (max_mape >= 0 and np.isfinite(max_mape)):
+        raise ValueError(f"max_mape must be a finite number >= 0, got {max_mape!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     if int(window) != window or window < 1:
@@ -581,32 +686,41 @@ def performance_drift(outcomes: pd.DataFrame, *, min_direction_accuracy: float =
             raise ValueError("outcomes is empty and no as_of was given")
         as_of = o[known].max()
     as_of = pd.Timestamp(as_of).normalize()
+    day = as_of.date()
     o = o[o[known] <= as_of]
     rows = []
-    subject_of = (o.groupby("model_id")["label"].first() if "label" in o.columns else pd.Series(dtype=object))
+    subject_of = o.groupby("model_id")["label"].first() if "label" in o.columns else pd.Series(dtype=object)
     for model_id, g in o.groupby("model_id", sort=True):
         subject = str(subject_of.get(model_id, model_id)) if "label" in o.columns else str(model_id)
         dates = np.sort(g["run_date"].unique())[-int(window):]
         w = g[g["run_date"].isin(dates)]
-        calls = w["direction_correct"].dropna().astype(bool)
-        n, k = int(calls.size), int(calls.sum())
-        if n:
-            p = float(stats.binomtest(k, n, p=min_direction_accuracy, alternative="less").pvalue)
-            rows.append(("direction_accuracy", subject, k / n, min_direction_accuracy, p, "drift" if p < alpha else "ok", as_of.date(), n))
+        calls = w.loc[w["direction_correct"].notna(), ["run_date", "direction_correct"]]
+        per_day = calls.groupby("run_date")["direction_correct"].agg(["sum", "size"])
+        n, k = int(per_day["size"].sum()), int(per_day["sum"].sum())
+        thr = min_direction_accuracy
+        if n == 0 or (per_day["size"].max() > 1 and len(per_day) < 2):
+            rows.append(("direction_accuracy", subject, k / n if n else None, thr, None, "insufficient_data", day, n))
         else:
-            rows.append(("direction_accuracy", subject, None, min_direction_accuracy, None, "insufficient_data", as_of.date(), 0))
-        if pd.to_numeric(g["pct_error"], errors="coerce").notna().any():
-            ape = pd.to_numeric(w["pct_error"], errors="coerce").abs().dropna().to_numpy(dtype="float64")
-            if ape.size >= 2:
-                mean = float(ape.mean())
-                if np.ptp(ape) == 0:
-                    p = 0.0 if mean > max_mape else 1.0
-                else:
-                    p = float(stats.ttest_1samp(ape, max_mape, alternative="greater").pvalue)
-                rows.append(("mape", subject, mean, max_mape, p, "drift" if p < alpha else "ok", as_of.date(), int(ape.size)))
+            if per_day["size"].max() == 1:
+                p = float(stats.binomtest(k, n, p=thr, alternative="less").pvalue)
             else:
-                rows.append(("mape", subject, float(ape.mean()) if ape.size else None, max_mape, None, "insufficient_data", as_of.date(),
-                             int(ape.size)))
+                p = _cluster_p_value(per_day["sum"].to_numpy(dtype=float), per_day["size"].to_numpy(dtype=float), thr, "less")
+            rows.append(("direction_accuracy", subject, k / n, thr, p, "drift" if p < alpha else "ok", day, n))
+        if pd.to_numeric(g["pct_error"], errors="coerce").notna().any():
+            e = w[["run_date"]].assign(ape=pd.to_numeric(w["pct_error"], errors="coerce").abs()).dropna()
+            per_day = e.groupby("run_date")["ape"].agg(["sum", "size"])
+            m = int(per_day["size"].sum())
+            mean = float(per_day["sum"].sum() / m) if m else None
+            several = m and per_day["size"].max() > 1
+            if m < 2 or (several and len(per_day) < 2):
+                rows.append(("mape", subject, mean, max_mape, None, "insufficient_data", day, m))
+                continue
+            if several:
+                p = _cluster_p_value(per_day["sum"].to_numpy(dtype=float), per_day["size"].to_numpy(dtype=float), max_mape, "greater")
+            else:
+                ape = e["ape"].to_numpy(dtype="float64")
+                p = (0.0 if mean > max_mape else 1.0) if np.ptp(ape) == 0 else float(stats.ttest_1samp(ape, max_mape, alternative="greater").pvalue)
+            rows.append(("mape", subject, mean, max_mape, p, "drift" if p < alpha else "ok", day, m))
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 
 
@@ -624,44 +738,21 @@ def checks_from_frame(frame: pd.DataFrame) -> list[DriftCheck]:
         raise ValueError(f"frame lacks column(s) {missing}")
 
     def val(v):
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v
+        return None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v
 
     return [DriftCheck(r["check"], str(r["subject"]), val(r["value"]), val(r["threshold"]), val(r["p_value"]), r["verdict"], r["as_of"],
                        val(r.get("n"))) for r in frame.to_dict("records")]
 
 
-# ------------------------------------------------------------------------------------------------
-# storage
-# ------------------------------------------------------------------------------------------------
+def as_checks(checks) -> list[DriftCheck]:
+    """A list of :class:`DriftCheck` from one record, an iterable of records, or a frame of their
+    columns (:func:`checks_from_frame`).
 
-
-def define_drift_table(md: sa.MetaData) -> sa.Table:
-    """The ``drift_checks`` table on ``md``: one row per ``(as_of, check, subject)`` with ``value,
-    threshold, p_value`` (float, NULL when absent), ``verdict`` (``drift``/``ok``/
-    ``insufficient_data``, checked by the database), ``n`` and ``recorded_at`` (UTC ISO text).
-
-    For the schema's next migration in :mod:`kit.db` (``md.create_all(conn, tables=[...])``).
+    Raises
+    ------
+    TypeError
+        An element that is not a DriftCheck.
     """
-    return sa.Table(
-        "drift_checks", md,
-        sa.Column("as_of", sa.Date, primary_key=True),
-        sa.Column("check", sa.String(64), primary_key=True),
-        sa.Column("subject", sa.String(200), primary_key=True),
-        sa.Column("value", sa.Double, nullable=True),
-        sa.Column("threshold", sa.Double, nullable=True),
-        sa.Column("p_value", sa.Double, nullable=True),
-        sa.Column("verdict", sa.String(20), nullable=False),
-        sa.Column("n", sa.Integer, nullable=True),
-        sa.Column("recorded_at", sa.String(32), nullable=False),
-        sa.CheckConstraint("verdict IN ('drift', 'ok', 'insufficient_data')", name="ck_drift_checks_verdict"),
-    )
-
-
-drift_checks_table = define_drift_table(sa.MetaData())
-"""The table :func:`record_checks` and :func:`load_checks` use by default."""
-
-
-def _as_checks(checks) -> list[DriftCheck]:
     if isinstance(checks, pd.DataFrame):
         return checks_from_frame(checks)
     if isinstance(checks, DriftCheck):
@@ -670,81 +761,4 @@ def _as_checks(checks) -> list[DriftCheck]:
     bad = [type(c).__name__ for c in out if not isinstance(c, DriftCheck)]
     if bad:
         raise TypeError(f"checks must be DriftCheck records (or a frame of them), got {bad[:3]}")
-    return out
-
-
-def record_checks(engine, checks: Iterable[DriftCheck] | pd.DataFrame, *, table: sa.Table | None = None, lock: str = "paper") -> int:
-    """Write drift checks in one transaction; a row already stored for the same ``(as_of, check,
-    subject)`` is replaced, so recording a day's checks again leaves one row per key.
-
-    Parameters
-    ----------
-    engine : sqlalchemy Engine (e.g. :func:`kit.db.get_engine`).
-    checks : iterable of DriftCheck, or a frame with their columns.
-    table : the ``drift_checks`` table (default :data:`drift_checks_table`; must exist).
-    lock : :func:`kit.db.write_tx` lock name serialising the writers (``"paper"``: the daily loop's).
-
-    Returns
-    -------
-    int: rows written.
-
-    Raises
-    ------
-    TypeError
-        An element that is not a DriftCheck.
-    ValueError
-        The same key twice in one call (named).
-    """
-    t = drift_checks_table if table is None else table
-    rows = _as_checks(checks)
-    if not rows:
-        return 0
-    keys = [(c.as_of, c.check, c.subject) for c in rows]
-    seen = set()
-    for k in keys:
-        if k in seen:
-            raise ValueError(f"check {k[1]!r} for subject {k[2]!r} on {k[0]} appears twice in one call")
-        seen.add(k)
-    now = kdb.utc_now()
-    values = [{**c.to_dict(), "recorded_at": now} for c in rows]
-    with kdb.write_tx(engine, lock) as conn:
-        for as_of, check, subject in keys:
-            conn.execute(t.delete().where(t.c.as_of == as_of, t.c.check == check, t.c.subject == subject))
-        conn.execute(t.insert(), values)
-    return len(rows)
-
-
-def load_checks(engine, *, as_of=None, start=None, end=None, check: str | Sequence[str] | None = None,
-                table: sa.Table | None = None) -> pd.DataFrame:
-    """Stored drift checks, sorted by ``as_of, check, subject``.
-
-    Parameters
-    ----------
-    engine : sqlalchemy Engine.
-    as_of : date-like, only this date; or ``start`` / ``end`` (inclusive) bounds.
-    check : a check name or names to keep.
-    table : the table (default :data:`drift_checks_table`).
-
-    Returns
-    -------
-    DataFrame with columns ``as_of`` (datetime64), ``check, subject, value, threshold, p_value,
-    verdict, n, recorded_at``.
-    """
-    t = drift_checks_table if table is None else table
-    stmt = sa.select(t)
-    if as_of is not None:
-        stmt = stmt.where(t.c.as_of == pd.Timestamp(as_of).date())
-    if start is not None:
-        stmt = stmt.where(t.c.as_of >= pd.Timestamp(start).date())
-    if end is not None:
-        stmt = stmt.where(t.c.as_of <= pd.Timestamp(end).date())
-    if check is not None:
-        stmt = stmt.where(t.c.check.in_([check] if isinstance(check, str) else list(check)))
-    stmt = stmt.order_by(t.c.as_of, t.c.check, t.c.subject)
-    cols = [c.name for c in t.columns]
-    with kdb.read_tx(engine) as conn:
-        out = pd.DataFrame(conn.execute(stmt).mappings().all(), columns=cols)
-    out["as_of"] = pd.to_datetime(out["as_of"])
-    for c in ("value", "threshold", "p_value"):
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
     return out

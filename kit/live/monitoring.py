@@ -53,8 +53,14 @@ ledger                       kit_ledger_direction_accuracy_ratio, kit_ledger_   
                              mape_ratio, kit_ledger_outcomes {model, window_days} n, direction_accuracy, mape}
 gate                         kit_gate_min_direction_accuracy_ratio, kit_gate_     {min_direction_accuracy,
                              max_mape_ratio                                       max_mape}
-drift                        kit_drift_value, kit_drift_threshold, kit_drift_p_   list of kit.drift.DriftCheck
-                             value, kit_drift_verdict{check, subject, verdict}    (or dicts of its fields)
+drift                        kit_drift_value, kit_drift_threshold, kit_drift_p_   list of kit.analytics.drift.
+                             value, kit_drift_verdict{check, subject, verdict}    DriftCheck (or dicts)
+stages                       kit_run_stage_duration_seconds{stage}, kit_run_      {stage: {seconds, status
+                             stage_success{stage}                                 "ok" or "failed"}}
+needs_person                 kit_daily_needs_person                               bool (daily loop: exit 3)
+alerts                       kit_daily_alerts{kind}                               {kind: int >= 0}
+retrain                      kit_retrain_last_as_of_timestamp_seconds, kit_       {as_of: date, promoted:
+                             retrain_promoted (only when a retraining ran)        bool}
 =========================== =================================================== ==========================
 
 ``kit_drift_verdict`` is a state set: one series per verdict (``drift``, ``ok``,
@@ -66,7 +72,11 @@ Bad metric values are a programming error and raise ``ValueError`` before anythi
 and file-system failures while publishing, and any failure of :func:`send_webhook`, are logged as
 warnings and reported by a ``False`` return: monitoring never stops the job it watches.
 
-Imports from the kit: none.
+Who publishes: :func:`kit.live.loop.run_daily` (job ``kit_daily``, grouping ``profile`` and
+``account``) and every profile run through :func:`publish_profile_run` (job ``kit_profile``, grouping
+``profile``), called once at the end of :func:`kit.reports.runs.run_profile`.
+
+Imports from the kit: :func:`kit.base.jsonable` only.
 """
 
 from __future__ import annotations
@@ -85,6 +95,8 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest, pushadd
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..base.jsonable import jsonable
+
 __all__ = [
     "METRICS",
     "METRIC_KEYS",
@@ -96,6 +108,7 @@ __all__ = [
     "textfile_path",
     "send_webhook",
     "exposition",
+    "publish_profile_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,11 +145,17 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kit_drift_threshold": ("The threshold a drift check's statistic or p-value is held against.", ("check", "subject")),
     "kit_drift_p_value": ("A drift check's p-value (Holm-adjusted for ks).", ("check", "subject")),
     "kit_drift_verdict": ("A drift check's verdict as a state set: 1 for the current verdict.", ("check", "subject", "verdict")),
+    "kit_run_stage_duration_seconds": ("Wall-clock duration of a stage of the job's last run.", ("stage",)),
+    "kit_run_stage_success": ("1 if a stage of the job's last run succeeded, 0 if it failed.", ("stage",)),
+    "kit_daily_needs_person": ("1 if the daily loop's last run found something that needs a person (exit status 3).", ()),
+    "kit_daily_alerts": ("Alerts of the daily loop's last run, by kind (a per-run count: a gauge).", ("kind",)),
+    "kit_retrain_last_as_of_timestamp_seconds": ("The trading day of the last retraining (00:00 UTC), as Unix time.", ()),
+    "kit_retrain_promoted": ("1 if the last retraining's model passed the gate and went live, 0 if the gate refused it.", ()),
 }
 
 METRIC_KEYS = ("status", "finished_at", "duration_seconds", "as_of", "last_data_date", "rows_ingested", "validation_findings", "positions",
                "gross_exposure_dollars", "net_exposure_dollars", "equity_dollars", "daily_pnl_dollars", "drawdown_ratio",
-               "drawdown_limit_ratio", "orders", "models", "ledger", "gate", "drift")
+               "drawdown_limit_ratio", "orders", "models", "ledger", "gate", "drift", "stages", "needs_person", "alerts", "retrain")
 _VERDICTS = ("drift", "ok", "insufficient_data")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -288,6 +307,31 @@ def build_registry(metrics: Mapping) -> CollectorRegistry:
                 g(name).labels(**labels).set(_num(f"drift.{field}", v))
         for v in _VERDICTS:
             g("kit_drift_verdict").labels(**labels, verdict=v).set(1.0 if v == verdict else 0.0)
+    for stage, item in (metrics.get("stages") or {}).items():
+        if not str(stage):
+            raise ValueError("metrics['stages'] has an empty stage name")
+        if item.get("seconds") is not None:
+            g("kit_run_stage_duration_seconds").labels(stage=str(stage)).set(_num(f"stages[{stage!r}].seconds", item["seconds"], lo=0))
+        if item.get("status") is not None:
+            if item["status"] not in ("ok", "failed"):
+                raise ValueError(f"metrics['stages'][{stage!r}]['status'] must be 'ok' or 'failed', got {item['status']!r}")
+            g("kit_run_stage_success").labels(stage=str(stage)).set(1.0 if item["status"] == "ok" else 0.0)
+    if metrics.get("needs_person") is not None:
+        if not isinstance(metrics["needs_person"], bool):
+            raise ValueError(f"metrics['needs_person'] must be true or false, got {metrics['needs_person']!r}")
+        g("kit_daily_needs_person").set(1.0 if metrics["needs_person"] else 0.0)
+    if metrics.get("alerts") is not None:
+        if not isinstance(metrics["alerts"], Mapping):
+            raise ValueError(f"metrics['alerts'] must be a mapping kind -> count, got {type(metrics['alerts']).__name__}")
+        for kind, v in metrics["alerts"].items():
+            g("kit_daily_alerts").labels(kind=str(kind)).set(_num(f"alerts[{kind!r}]", v, lo=0, integer=True))
+    if metrics.get("retrain") is not None:
+        r = metrics["retrain"]
+        g("kit_retrain_last_as_of_timestamp_seconds").set(_date_seconds("retrain.as_of", _field(r, "as_of", "retrain")))
+        promoted = _field(r, "promoted", "retrain")
+        if not isinstance(promoted, bool):
+            raise ValueError(f"metrics['retrain']['promoted'] must be true or false, got {promoted!r}")
+        g("kit_retrain_promoted").set(1.0 if promoted else 0.0)
     return reg
 
 
@@ -417,19 +461,6 @@ def exposition(metrics: Mapping) -> str:
     return generate_latest(build_registry(metrics)).decode()
 
 
-def _jsonable(obj):
-    """``obj`` with non-finite floats as None and tuples as lists (the rest left to ``default=str``)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "item") and callable(obj.item) and type(obj).__module__ == "numpy":
-        return _jsonable(obj.item())
-    return obj
-
-
 def send_webhook(url: str | None, payload: Mapping, *, timeout: float = 5.0) -> bool:
     """POST ``payload`` as JSON to ``url`` (default ``$KIT_ALERT_WEBHOOK_URL``): the daily command's own
     alert.
@@ -465,7 +496,7 @@ def send_webhook(url: str | None, payload: Mapping, *, timeout: float = 5.0) -> 
     if url is None:
         log.info("kit.monitoring: no webhook URL configured (%s); alert not sent", WEBHOOK_ENV)
         return False
-    body = json.dumps(_jsonable(dict(payload)), default=str, allow_nan=False)
+    body = json.dumps(jsonable(dict(payload)), allow_nan=False)
     try:
         r = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout)
         r.raise_for_status()
@@ -473,3 +504,49 @@ def send_webhook(url: str | None, payload: Mapping, *, timeout: float = 5.0) -> 
         log.warning("kit.monitoring: webhook POST to %s failed: %s: %s", url, type(exc).__name__, exc)
         return False
     return True
+
+
+def publish_profile_run(run_dir, info: Mapping) -> bool:
+    """Publish a profile run's metrics (job ``kit_profile``, grouping ``profile``): status, duration
+    and per-stage durations and statuses, from the run's ``run.json`` contents ``info``. Never raises:
+    any failure is logged as a warning and returns False, so a run is never failed by its monitoring.
+
+    The Pushgateway URL is the profile's ``monitor.pushgateway_url`` (read from the run's
+    ``params.yaml``, the profile as run) when set, else ``$KIT_PUSHGATEWAY_URL``; the textfile folder
+    likewise (``monitor.textfile_dir``, ``$KIT_TEXTFILE_DIR``). Nothing configured: nothing is sent.
+
+    Parameters
+    ----------
+    run_dir : the run's folder.
+    info : the run's record (``status`` ``ok``/``failed``/``interrupted``, ``seconds``,
+        ``finished_utc``, ``profile``, ``notebooks`` {stem: {status, seconds}}).
+
+    Returns
+    -------
+    bool: True when every configured destination took the metrics.
+    """
+    try:
+        import yaml
+
+        monitor = {}
+        params = Path(run_dir) / "params.yaml"
+        if params.exists():
+            monitor = (yaml.safe_load(params.read_text()) or {}).get("monitor") or {}
+        url = str(monitor.get("pushgateway_url") or "") or None
+        textfile = str(monitor.get("textfile_dir") or "") or None
+        if not (url or textfile or os.environ.get(PUSHGATEWAY_ENV) or os.environ.get(TEXTFILE_ENV)):
+            return False
+        finished = info.get("finished_utc")
+        stages = {str(k): {"seconds": v.get("seconds"), "status": "ok" if v.get("status") == "ok" else "failed"}
+                  for k, v in (info.get("notebooks") or {}).items() if v.get("status") in ("ok", "failed")}
+        metrics = {
+            "status": "success" if info.get("status") == "ok" else "failed",
+            "finished_at": dt.datetime.fromisoformat(finished) if finished else None,
+            "duration_seconds": info.get("seconds"),
+            "stages": stages,
+        }
+        return publish(metrics, job="kit_profile", grouping={"profile": str(info.get("profile") or "unknown")}, pushgateway_url=url,
+                       textfile_dir=textfile)
+    except Exception as exc:  # noqa: BLE001 - monitoring never fails the run it watches
+        log.warning("kit.monitoring: metrics of run %s not published: %s: %s", Path(run_dir).name, type(exc).__name__, exc)
+        return False
