@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check the Prometheus config and alerting rules, then test kit.monitoring against a real Pushgateway
+# Check the Prometheus config and alerting rules, then test kit.live.monitoring against a real Pushgateway
 # and Prometheus.
 #
 #   bash scripts/prometheus_test.sh [pytest arguments; default: tests/test_monitoring_live.py tests/test_monitoring.py]
@@ -13,8 +13,10 @@
 #      and a copy of monitoring/prometheus.yml whose Pushgateway port is rewritten and whose scrape
 #      and evaluation intervals are 1 s instead of 15 s;
 #   3. waits (bounded) until both are ready and Prometheus' scrape of the Pushgateway is up;
-#   4. runs pytest with KIT_TEST_PUSHGATEWAY_URL and KIT_TEST_PROMETHEUS_URL set (the live test
-#      publishes a synthetic daily run and polls Prometheus' /api/v1/query until its metrics appear);
+#   4. runs pytest with KIT_TEST_PUSHGATEWAY_URL and KIT_TEST_PROMETHEUS_URL set: the live tests run
+#      `python -m kit daily` on a replayed day of the committed store and `python -m kit run` (one
+#      notebook), publish a synthetic daily run, and poll Prometheus' /api/v1/query until the jobs'
+#      metrics appear (bounded wait), then check the alerting rules' state;
 #   5. stops both and removes the folder, also on failure (trap).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,18 +1,22 @@
-"""kit.monitoring against a real Pushgateway and Prometheus (started by scripts/prometheus_test.sh).
+"""kit.live.monitoring against a real Pushgateway and Prometheus (started by scripts/prometheus_test.sh).
 
-A synthetic daily run publishes its metrics through :func:`kit.monitoring.publish`; the test then
-queries Prometheus' HTTP API until they appear (bounded wait) and checks names, labels and values, that
-a failed run keeps the last success time, and that the alerting rules of monitoring/alerts.yml
-evaluate (no rule errors) and go pending for a failed run, drift, stale data and a drawdown beyond the
-limit.
+``python -m kit daily`` runs on a replayed day of the committed store (a small model trained first)
+and a profile run (``python -m kit run``, one notebook) finishes; the test queries Prometheus' HTTP
+API until their metrics appear (bounded wait). A synthetic daily run published through
+:func:`kit.live.monitoring.publish` checks names, labels and values, that a failed run keeps the last
+success time, and that the alerting rules of monitoring/alerts.yml evaluate (no rule errors) and go
+pending for a failed run, drift, stale data, a drawdown beyond the limit and a refused retraining.
 
 Needs ``KIT_TEST_PUSHGATEWAY_URL`` and ``KIT_TEST_PROMETHEUS_URL``; skipped otherwise.
 """
 
 import datetime as dt
 import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -75,6 +79,8 @@ def run_metrics(**over):
         "gate": {"min_direction_accuracy": 0.52, "max_mape": 0.05},
         "drift": [DriftCheck("feature_drift", "*", 1, 1, 0.003, "drift", AS_OF, 8),
                   DriftCheck("direction_accuracy", "dmn_lstm@1.0.20240327", 0.515, 0.52, 0.31, "ok", AS_OF, 3000)],
+        "stages": {"paper": {"seconds": 3.5, "status": "ok"}}, "needs_person": True, "alerts": {"feature_drift": 1},
+        "retrain": {"as_of": AS_OF, "promoted": False},
     }
     m.update(over)
     return m
@@ -120,7 +126,7 @@ def test_a_failed_run_keeps_the_last_success_and_the_rules_go_pending(group):
     def alerts():
         r = requests.get(f"{PROMETHEUS}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
         mine = {a["labels"]["alertname"]: a for a in r if a["labels"].get("profile") == group["profile"]}
-        want = {"KitRunFailed", "KitFeatureDrift", "KitDataStale", "KitRunNotSucceededRecently", "KitDrawdownBeyondLimit"}
+        want = {"KitRunFailed", "KitFeatureDrift", "KitDataStale", "KitRunNotSucceededRecently", "KitDrawdownBeyondLimit", "KitRetrainRejected"}
         return mine if want <= set(mine) else None
 
     mine = wait_for("pending alerts", alerts)
@@ -130,4 +136,72 @@ def test_a_failed_run_keeps_the_last_success_and_the_rules_go_pending(group):
     assert mine["KitDrawdownBeyondLimit"]["annotations"]["summary"].endswith("drawdown 25% beyond the limit")
     rules = requests.get(f"{PROMETHEUS}/api/v1/rules", timeout=10).json()["data"]["groups"]
     health = {r["name"]: r["health"] for g in rules for r in g["rules"]}
-    assert len(health) == 7 and set(health.values()) == {"ok"}, health
+    assert len(health) == 8 and set(health.values()) == {"ok"}, health
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
+    env.update(KIT_PUSHGATEWAY_URL=PUSHGATEWAY, KIT_STATE_DIR=str(tmp_path / "state"), KIT_DB_URL=f"sqlite:///{tmp_path / 'kit.db'}",
+               PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(tmp_path / "numba")))
+    return env
+
+
+def test_the_daily_command_on_a_replayed_day_reaches_prometheus(tmp_path):
+    """``python -m kit daily`` as cron would run it, on 2021-01-04 of the committed store (6 stocks, a
+    model trained on data up to 2020-12-31 first), pushes to the real Pushgateway; Prometheus scrapes
+    it and answers queries for the job's metrics."""
+    import yaml
+
+    name = f"live-daily-{uuid.uuid4().hex[:8]}"
+    profile = tmp_path / f"{name}.yaml"
+    profile.write_text(yaml.safe_dump({
+        "notebooks": ["60_monitor"],
+        "paper": {"account": "live", "scope": "live-check", "require_active": True, "symbols": ["AAPL", "MSFT", "JPM", "XOM", "KO", "JNJ"],
+                  "history_start": "2015-01-01", "state_dir": str(tmp_path / "paper-state"), "limits": {"max_position": 0.25}},
+        "monitor": {"gate": {"min_direction_accuracy": 0.0}, "retrain": {"on_drift": False}, "drift": {"recent_days": 21, "sample_stride": 5}},
+    }))
+    cmd = [sys.executable, "-m", "kit", "daily", "--profile-file", str(profile), "--prepare-model", "2020-12-31", "--as-of", "2021-01-04"]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode in (0, 3), r.stdout + r.stderr
+    print(f"kit daily: exit {r.returncode} in {time.monotonic() - t0:.1f} s: {r.stdout.strip()}")
+    sel = f'job="kit_daily",profile="{name}",account="live"'
+    try:
+        assert float(one(f"kit_run_success{{{sel}}}")["value"][1]) == 1.0
+        assert float(one(f"kit_data_last_date_timestamp_seconds{{{sel}}}")["value"][1]) == dt.datetime(2021, 1, 4, tzinfo=dt.UTC).timestamp()
+        assert float(one(f"kit_run_as_of_timestamp_seconds{{{sel}}}")["value"][1]) == dt.datetime(2021, 1, 4, tzinfo=dt.UTC).timestamp()
+        assert float(one(f"kit_data_rows_ingested{{{sel}}}")["value"][1]) == 6
+        equity = float(one(f"kit_paper_equity_dollars{{{sel}}}")["value"][1])
+        assert f"equity {equity:,.2f}" in r.stdout  # the figure the command printed
+        info = one(f"kit_model_info{{{sel}}}")["metric"]
+        assert info["scope"] == "live-check" and info["model"] == "dmn_lstm"
+        needs = float(one(f"kit_daily_needs_person{{{sel}}}")["value"][1])
+        assert needs == (1.0 if r.returncode == 3 else 0.0)
+        verdicts = query(f'kit_drift_verdict{{{sel},check="feature_drift"}} == 1')
+        assert len(verdicts) == 1 and verdicts[0]["metric"]["verdict"] in ("drift", "ok", "insufficient_data")
+        stages = {x["metric"]["stage"] for x in query(f"kit_run_stage_duration_seconds{{{sel}}}")}
+        assert {"ingest", "paper", "fillback", "drift", "retrain"} <= stages
+    finally:
+        delete_from_gateway(PUSHGATEWAY, job="kit_daily", grouping_key={"profile": name, "account": "live"}, timeout=5)
+
+
+def test_a_profile_run_reaches_prometheus(tmp_path):
+    """``python -m kit run`` (the smoke profile's first notebook) publishes its status and stage
+    durations at the end of the run (kit.reports.runs -> kit.live.monitoring.publish_profile_run)."""
+    reports_dir = tmp_path / "reports"
+    cmd = [sys.executable, "-m", "kit", "run", "--profile", "smoke", "--notebooks", "10_explore", "--renderer", "nbconvert",
+           "--reports-dir", str(reports_dir)]
+    r = subprocess.run(cmd, env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    sel = 'job="kit_profile",profile="smoke"'
+    try:
+        finished = float(one(f"kit_run_finished_timestamp_seconds{{{sel}}}")["value"][1])
+        assert abs(finished - time.time()) < 900
+        assert float(one(f"kit_run_success{{{sel}}}")["value"][1]) == 1.0
+        assert float(one(f'kit_run_stage_success{{{sel},stage="10_explore"}}')["value"][1]) == 1.0
+        assert float(one(f'kit_run_stage_duration_seconds{{{sel},stage="10_explore"}}')["value"][1]) > 0
+    finally:
+        delete_from_gateway(PUSHGATEWAY, job="kit_profile", grouping_key={"profile": "smoke"}, timeout=5)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..base.atomic import atomic_write_text
 
-__all__ = ["render_notebook", "renderer_name"]
+__all__ = ["render_notebook", "renderer_name", "front_matter"]
 
 
 
@@ -43,11 +43,40 @@ def _version(cmd) -> str:
 
 
 
+def front_matter(nb) -> tuple[int | None, dict]:
+    """(index, mapping) of a notebook's Quarto front matter: its first raw cell whose text is a YAML
+    block between ``---`` lines (e.g. ``format: dashboard``); ``(None, {})`` when there is none or it
+    is not valid YAML mapping."""
+    import yaml
+
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "raw":
+            continue
+        text = cell.source.strip()
+        if text.startswith("---") and text.endswith("---") and len(text) > 6:
+            try:
+                meta = yaml.safe_load(text[3:-3])
+            except yaml.YAMLError:
+                return None, {}
+            return (i, meta) if isinstance(meta, dict) else (None, {})
+    return None, {}
+
+
+def _quarto_format(meta: dict) -> str:
+    """The Quarto output format a notebook asks for: ``dashboard`` when its front matter's ``format``
+    is (or has) ``dashboard``, else ``html``."""
+    fmt = meta.get("format")
+    return "dashboard" if fmt == "dashboard" or (isinstance(fmt, dict) and "dashboard" in fmt) else "html"
+
+
 def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None) -> Path:
     """Render an executed notebook to a self-contained HTML page beside it.
 
     ``quarto render`` (configured by ``_quarto.yml``) when ``quarto`` is on PATH, else nbconvert's
-    HTML exporter with images embedded. A banner at the top of the page says which renderer made it
+    HTML exporter with images embedded. A notebook whose front matter (a raw YAML cell, see
+    :func:`front_matter`) asks for ``format: dashboard`` is rendered by Quarto as a dashboard (``--to
+    dashboard``: rows of cards, cell option ``#| title:`` naming a card); nbconvert shows the same
+    cells one after the other, with the front matter's title as the heading instead of its YAML. A banner at the top of the page says which renderer made it
     (with its version) and, when ``run_info`` is given, the run id, git commit and data sha256.
 
     Returns
@@ -79,6 +108,9 @@ def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None)
         )
     banner = nbformat.v4.new_markdown_cell("> " + "  \n> ".join(lines))
     banner.metadata["tags"] = ["kit-banner"]
+    fm_index, fm = front_matter(nb)
+    if which == "nbconvert" and fm_index is not None:  # nbconvert would print the YAML: the title becomes the heading instead
+        nb.cells[fm_index] = nbformat.v4.new_markdown_cell(f"# {fm['title']}" if fm.get("title") else "")
     nb.cells.insert(0, banner)
     out = ipynb.with_suffix(".html")
     if which == "quarto":
@@ -86,7 +118,7 @@ def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None)
         nbformat.write(nb, tmp)
         try:
             proc = subprocess.run(
-                ["quarto", "render", str(tmp), "--to", "html", "--output", out.name, "-M", "embed-resources:true", "--no-execute"],
+                ["quarto", "render", str(tmp), "--to", _quarto_format(fm), "--output", out.name, "-M", "embed-resources:true", "--no-execute"],
                 cwd=ipynb.parent,
                 capture_output=True,
                 text=True,
