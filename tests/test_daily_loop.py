@@ -22,7 +22,7 @@ from kit.store import monitoring as M
 from kit.store import registry
 from tests.test_monitoring import FakeServer, samples
 
-SYMBOLS = [f"S{i:02d}" for i in range(12)]
+SYMBOLS = [f"S{i:02d}" for i in range(24)]
 DAYS = pd.bdate_range("2015-01-01", periods=1100)
 TRAIN_UNTIL = DAYS[899]
 DRIFT_FROM = 950  # the planted drift starts here, after the model's training window
@@ -30,11 +30,13 @@ CHECK_DAY = DAYS[1050]  # the recent window (63 days) lies inside the drift
 
 
 def synthetic_store(path, drift: float, seed: int = 3) -> str:
-    """A Parquet store of 12 random walks (1.5% daily volatility); from day 950 on, ``drift`` is added
-    to every daily log return (a trend that moves every momentum feature)."""
+    """A Parquet store of 24 random walks (1.5% daily volatility); from day 950 on, ``drift`` is added
+    to the daily log returns of the first 12 and taken from the other 12 (the stocks drift apart: the
+    spread of every momentum feature across stocks widens, which the loop's demeaned check sees)."""
     rng = np.random.default_rng(seed)
     r = rng.normal(0.0, 0.015, (len(DAYS), len(SYMBOLS)))
-    r[DRIFT_FROM:] += drift
+    r[DRIFT_FROM:, :12] += drift
+    r[DRIFT_FROM:, 12:] -= drift
     close = 50.0 * np.exp(np.cumsum(r, axis=0))
     rows = []
     for j, s in enumerate(SYMBOLS):

@@ -339,6 +339,30 @@ def test_window_samples_takes_every_stride_th_cross_section_and_nothing_after_as
     assert list(r2.columns) == ["f1"] and set(r2.index.get_level_values("date")) == {idx[250]}
 
 
+def test_demeaned_samples_ignore_a_move_every_stock_shares_and_see_stocks_drifting_apart():
+    from kit.features.sets import FeatureArray
+
+    rng = np.random.default_rng(4)
+    T, N = 400, 60
+    v = rng.normal(size=(T, N, 1))
+    v[:, :, 0] += rng.normal(size=(T, 1))  # a common factor on every date: the pooled spread is wider than one day's
+    idx = pd.bdate_range("2020-01-01", periods=T)
+    shared = v.copy()
+    shared[-1] += 3.0  # the whole market moves on the last day
+    apart = v.copy()
+    apart[-1, : N // 2] += 3.0  # half the stocks move away from the other half
+    apart[-1, N // 2 :] -= 3.0
+    period = (idx[0], idx[300])
+    for values, levels, demeaned in ((shared, "drift", "ok"), (apart, "drift", "drift")):
+        fa = FeatureArray(values, ["f"], idx, pd.Index([f"S{i}" for i in range(N)]))
+        for demean, want in ((False, levels), (True, demeaned)):
+            train, recent = drift.window_samples(fa, period, idx[-1], recent_days=1, stride=5, demean=demean)
+            assert len(recent) == N
+            if demean:
+                assert abs(recent["f"].mean()) < 1e-12 and abs(train.groupby(level="date")["f"].mean()).max() < 1e-12
+            assert drift.feature_drift(train, recent).loc["f", "verdict"] == want, (demean, want)
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [

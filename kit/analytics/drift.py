@@ -48,12 +48,18 @@ Assumptions (read before trusting a p-value)
 The KS test assumes independent observations. Rolling features of a time series (a 252-day return,
 an EWM volatility) are strongly autocorrelated, so a recent window of 60 rows holds far fewer
 independent observations than 60, and the test then rejects far more often than ``alpha`` on
-undrifted data (``benchmarks/bench_drift.py`` measures this on AR(1) data). :func:`window_samples`
-therefore takes one cross-section every ``stride`` trading days; cross-sections of many symbols are
-still correlated through the market, which is why the daily loop also asks for a large shift
-(``require_psi``) before it calls a feature drifted. Direction calls of one model on many symbols on
-the same day are correlated through the market too: :func:`performance_drift` treats the trading
-day as the unit of independence (a cluster-robust test), not the call.
+undrifted data (``benchmarks/bench_drift.py`` measures this on AR(1) data and on simulated price
+panels). :func:`window_samples` therefore takes one cross-section every ``stride`` trading days, and
+the daily loop's default recent sample is the day's cross-section alone. Stocks also move together:
+on one day every stock's momentum features share the market's move, so the day's cross-section is
+not a sample of the pooled training distribution even when nothing has changed, and the test
+rejects on most undrifted days of a one-factor panel. With ``demean`` the samples are the features
+minus their cross-sectional mean of the day: the check then compares how the stocks spread, which a
+common factor does not move (measured: about nominal or below), and it no longer sees a move of the
+whole market (a crash, a long rally), which the loop's performance checks and drawdown limit watch
+instead. Direction calls of one model on many symbols on the same day are correlated through the
+market too: :func:`performance_drift` treats the trading day as the unit of independence (a
+cluster-robust test), not the call.
 
 Performance tests
 -----------------
@@ -81,6 +87,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -351,7 +358,8 @@ def holm_adjust(p_values) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 
-def window_samples(features, train_period, as_of, *, recent_days: int = 63, stride: int = 21, names=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def window_samples(features, train_period, as_of, *, recent_days: int = 21, stride: int = 21, names=None,
+                   demean: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The two samples of a feature-drift check from a feature panel: the model's training window and
     the recent window, each thinned to one cross-section every ``stride`` trading days.
 
@@ -380,6 +388,10 @@ def window_samples(features, train_period, as_of, *, recent_days: int = 63, stri
         Trading days between two sampled cross-sections.
     names : list of str, optional
         The features to keep (default: all; e.g. a model's ``feature_names``).
+    demean : bool
+        Subtract from each row the cross-sectional mean of its date (per feature, over the symbols
+        with a value): the samples then describe the spread of the features across stocks, not
+        their common level, so a move of the whole market is not drift (module docstring).
 
     Returns
     -------
@@ -423,7 +435,11 @@ def window_samples(features, train_period, as_of, *, recent_days: int = 63, stri
     cols = [all_names.index(n) for n in names]
 
     def frame(pos):
-        vals = np.asarray(features.values)[pos][:, :, cols]  # (len(pos), N, F')
+        vals = np.asarray(features.values)[pos][:, :, cols].astype("float64")  # (len(pos), N, F')
+        if demean:
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a date without any value stays NaN
+                vals = vals - np.nanmean(vals, axis=1, keepdims=True)
         idx = pd.MultiIndex.from_product([index[pos], pd.Index(features.columns, name="symbol")], names=["date", "symbol"])
         out = pd.DataFrame(vals.reshape(-1, len(cols)).astype("float64"), index=idx, columns=names)
         return out[out.notna().any(axis=1)]

@@ -10,8 +10,9 @@
 3. ``fillback``: the ledger's outcomes whose dates have passed are filled in
    (:func:`kit.store.ledger.fillback`, idempotent).
 4. ``drift``: feature drift of the recent window against the training window of the model traded
-   (from its checkpoint's ``train_period``), one cross-section every ``sample_stride`` days
-   (:func:`kit.analytics.drift.window_samples`, :func:`~kit.analytics.drift.feature_drift`), and
+   (from its checkpoint's ``train_period``), one cross-section every ``sample_stride`` days, each
+   date's cross-sectional mean removed by default (:func:`kit.analytics.drift.window_samples`,
+   :func:`~kit.analytics.drift.feature_drift`), and
    performance drift of its ledger outcomes against the gate's thresholds
    (:func:`~kit.analytics.drift.performance_drift`); every check stored with the date
    (:func:`kit.store.monitoring.record_checks`).
@@ -86,8 +87,14 @@ class DriftSettings:
 
     Attributes
     ----------
-    recent_days : trading days in the recent window of the feature check (63).
-    sample_stride : trading days between the cross-sections sampled in both windows (21).
+    recent_days : trading days in the recent window of the feature check (21).
+    sample_stride : trading days between the cross-sections sampled in both windows (21; with
+        ``recent_days`` 21 the recent sample is the day's cross-section, the only sample of slow
+        features, such as a 252-day return, whose rows do not overlap).
+    demean : remove each date's cross-sectional mean of every feature before comparing (True): the
+        check then sees changes in how the stocks' features spread, not a move of the whole market,
+        which every stock shares and which makes the test reject far too often on undrifted data
+        (``docs/monitoring.md``: 76% of simulated one-factor panels without it).
     psi_threshold : PSI above which a feature's distribution has shifted a lot (0.25).
     ks_alpha : family-wise level of the per-feature KS tests, Holm-adjusted (0.05).
     require_psi : a feature drifts only when its KS test rejects *and* its PSI exceeds the threshold
@@ -102,8 +109,9 @@ class DriftSettings:
         A value of the wrong type or range (named).
     """
 
-    recent_days: int = 63
+    recent_days: int = 21
     sample_stride: int = 21
+    demean: bool = True
     psi_threshold: float = 0.25
     ks_alpha: float = 0.05
     require_psi: bool = True
@@ -124,8 +132,9 @@ class DriftSettings:
         v = self.psi_threshold
         if isinstance(v, bool) or not isinstance(v, int | float) or not (np.isfinite(v) and v > 0):
             raise ValueError(f"monitor.drift psi_threshold must be a number > 0, got {v!r}")
-        if not isinstance(self.require_psi, bool):
-            raise ValueError(f"monitor.drift require_psi must be true or false, got {self.require_psi!r}")
+        for key in ("require_psi", "demean"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"monitor.drift {key} must be true or false, got {getattr(self, key)!r}")
 
 
 @dataclass
@@ -370,7 +379,7 @@ def _drift(ctx: _Ctx) -> None:
     start, end, names = _train_period(row, ctx.close.index[0])
     features = feature_set("dmn", ctx.close)
     train, recent = D.window_samples(features, (start, min(end, ctx.day)), ctx.day, recent_days=s.recent_days, stride=s.sample_stride,
-                                     names=names)
+                                     names=names, demean=s.demean)
     result = D.feature_drift(train, recent, psi_threshold=s.psi_threshold, ks_alpha=s.ks_alpha, bins=s.bins, min_obs=s.min_obs,
                              require_psi=s.require_psi)
     checks = D.feature_drift_checks(result, ctx.day)
