@@ -3,6 +3,7 @@
 # and Prometheus.
 #
 #   bash scripts/prometheus_test.sh [pytest arguments; default: tests/test_monitoring_live.py tests/test_monitoring.py]
+#   bash scripts/prometheus_test.sh --run COMMAND [ARGS...]   # instead of pytest, e.g. scripts/monitor_replay.sh
 #
 # Uses Debian's packages `prometheus` (prometheus, promtool) and `prometheus-pushgateway`, installed with
 # apt-get when missing and we are root (their services are not started: on this kind of machine
@@ -107,9 +108,15 @@ wait_until "the scrape of the Pushgateway" http_ok "$PROM_URL/api/v1/query?query
 
 echo "prometheus_test: Pushgateway on $PG_URL and Prometheus on $PROM_URL up in $(( $(date +%s) - start )) s" >&2
 
-# 4. the tests
+# 4. the tests (or, with --run, a command given the same two URLs)
 export KIT_TEST_PUSHGATEWAY_URL="$PG_URL" KIT_TEST_PROMETHEUS_URL="$PROM_URL" KIT_TEST_PROMETHEUS_WAIT="$WAIT_S"
 status=0
+if [ "${1:-}" = "--run" ]; then
+    shift
+    "$@" || status=$?
+    echo "prometheus_test: $* finished in $(( $(date +%s) - start )) s (exit $status)" >&2
+    exit $status
+fi
 if [ $# -eq 0 ]; then set -- tests/test_monitoring_live.py tests/test_monitoring.py; fi
 "$PY" -m pytest -q "$@" || status=$?
 echo "prometheus_test: finished in $(( $(date +%s) - start )) s (pytest exit $status)" >&2
