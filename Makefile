@@ -46,7 +46,8 @@ test-postgres: $(STAMP)
 
 ## make test-prometheus: promtool checks of monitoring/ (config, alerting rules and their unit tests), then the
 ## monitoring tests against a throwaway Pushgateway and Prometheus (Debian's prometheus and prometheus-pushgateway
-## packages; installed with apt-get when missing and run as root). CI runs it after make test-postgres.
+## packages; installed with apt-get when missing and run as root): `python -m kit daily` on a replayed day and a
+## profile run, their metrics read back from Prometheus' HTTP API. CI runs it after make test-postgres.
 test-prometheus: $(STAMP)
 	bash scripts/prometheus_test.sh
 

@@ -56,7 +56,7 @@ db = db_url or None
 h = loop.daily_history(account, window=window, db=db)
 runs = h["runs"]
 days_text = (f"account {account!r}: {len(runs)} day(s) of the daily loop"
-             + (f", {runs.index[0].date()} to {runs.index[-1].date()}; {int(runs['needs_person'].sum())} needed a person" if len(runs) else ""))
+             + (f"\n{runs.index[0].date()} to {runs.index[-1].date()}\n{int(runs['needs_person'].sum())} needed a person" if len(runs) else ""))
 
 # %% [markdown]
 # ## The account
@@ -86,7 +86,7 @@ else:
 #| title: Exposure
 if runs["gross_exposure"].notna().any():
     ex = runs[["gross_exposure", "net_exposure"]].astype(float)
-    ax = (ex.div(runs["equity"].astype(float), axis=0)).plot(figsize=(7, 4))
+    ax = (ex.div(runs["equity"].astype(float), axis=0)).plot(figsize=(7, 4), style=["-", "--"])
     ax.set_ylabel("fraction of equity")
     ax.set_title("Gross and net exposure at the close (positions' market value)")
     plt.tight_layout()
@@ -126,12 +126,17 @@ else:
         psi.plot(ax=axes[0], legend=False, lw=1)
         axes[0].axhline(float(checks.loc[checks["check"] == "psi", "threshold"].iloc[-1]), color="black", ls="--")
     axes[0].set_title("PSI per feature (dashed: threshold)", fontsize=9)
+    summary = checks[checks["check"] == "feature_drift"].set_index("as_of")
+    flagged = summary.index[summary["verdict"] == "drift"]
+    for ax in axes:
+        for d in flagged:
+            ax.axvline(d, color="red", alpha=0.15, lw=4)
     ks = checks[checks["check"] == "ks"].pivot(index="as_of", columns="subject", values="p_value")
     if len(ks):
         ks.plot(ax=axes[1], logy=True, lw=1)
         axes[1].axhline(float(checks.loc[checks["check"] == "ks", "threshold"].iloc[-1]), color="black", ls="--")
         axes[1].legend(fontsize=6, ncol=2)
-    axes[1].set_title("KS p-value, Holm-adjusted (dashed: alpha)", fontsize=9)
+    axes[1].set_title("KS p-value, Holm-adjusted (dashed: alpha; red: days with drift)", fontsize=9)
     plt.tight_layout()
     plt.show()
 
@@ -155,7 +160,7 @@ else:
     display(rt.assign(as_of=rt["as_of"].dt.date, reason=rt["reason"].str.split(":").str[0])[["as_of", "reason", "label", "outcome", "seconds"]])
 life = h["lifecycle"]
 if len(life):
-    print("registry:", "; ".join(f"{r.label} {r.event}" for r in life.tail(6).itertuples()))
+    print("registry, last events:\n" + "\n".join(f"  {r.label}: {r.event}" for r in life.tail(6).itertuples()))
 
 # %%
 #| title: Alerts

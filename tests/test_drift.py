@@ -134,6 +134,26 @@ def test_undrifted_panel_gives_no_drift_verdict():
     assert drift.feature_drift_checks(r, "2024-03-28")[-1].verdict == "ok"
 
 
+def test_psi_bins_shrink_with_a_small_recent_sample():
+    train = _panel(2000, 21)
+    small = drift.feature_drift(train, _panel(20, 22))
+    assert set(small["psi_bins"]) == {4}  # 20 values: 5 a bin
+    assert (small["psi"] == [drift.population_stability_index(train[f], _panel(20, 22)[f], bins=4) for f in FEATURES]).all()
+    assert set(drift.feature_drift(train, _panel(60, 23))["psi_bins"]) == {10}
+    assert set(drift.feature_drift(train, _panel(60, 23), min_per_bin=10)["psi_bins"]) == {6}
+    # undrifted, 50 draws of 20 values: with 10 bins the mean PSI is mostly empty-bin epsilons, far above
+    # both the chi2 approximation's mean (1/n + 1/m)(B - 1) and the 0.25 threshold; with 4 bins it is near its own
+    ten, four = [], []
+    for seed in range(50):
+        recent = _panel(20, 100 + seed)
+        ten += [drift.population_stability_index(train[f], recent[f], bins=10) for f in FEATURES]
+        four += list(drift.feature_drift(train, recent)["psi"])
+    assert np.mean(ten) > 2 * (1 / 2000 + 1 / 20) * 9 and np.mean(ten) > 0.5
+    assert np.mean(four) < 0.25 and np.mean(four) == pytest.approx((1 / 2000 + 1 / 20) * 3, rel=0.5)
+    with pytest.raises(ValueError, match="min_per_bin"):
+        drift.feature_drift(train, _panel(20, 22), min_per_bin=0)
+
+
 def test_holm_adjusted_p_values_are_used_for_the_verdict():
     r = drift.feature_drift(_panel(500, 5), _panel(60, 6, shift={"ret_1": 0.3}))
     np.testing.assert_allclose(r["ks_p_adjusted"], drift.holm_adjust(r["ks_p_value"]))

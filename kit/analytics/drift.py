@@ -451,7 +451,7 @@ def window_samples(features, train_period, as_of, *, recent_days: int = 21, stri
 # feature drift
 # ------------------------------------------------------------------------------------------------
 
-FEATURE_COLUMNS = ["n_train", "n_recent", "psi", "psi_threshold", "psi_p_value", "psi_drift", "ks_statistic",
+FEATURE_COLUMNS = ["n_train", "n_recent", "psi", "psi_bins", "psi_threshold", "psi_p_value", "psi_drift", "ks_statistic",
                    "ks_p_value", "ks_p_adjusted", "ks_alpha", "ks_drift", "verdict"]
 
 
@@ -472,7 +472,7 @@ def _numeric_frame(df, name: str) -> pd.DataFrame:
 
 
 def feature_drift(train_features: pd.DataFrame, recent: pd.DataFrame, *, psi_threshold: float = 0.25, ks_alpha: float = 0.05,
-                  bins: int = 10, min_obs: int = 20, require_psi: bool = False) -> pd.DataFrame:
+                  bins: int = 10, min_obs: int = 20, require_psi: bool = False, min_per_bin: int = 5) -> pd.DataFrame:
     """Feature drift of a recent window against the model's training window, one row per feature.
 
     For each feature (column present in both frames; NaN rows dropped per feature, as a feature's
@@ -496,7 +496,14 @@ def feature_drift(train_features: pd.DataFrame, recent: pd.DataFrame, *, psi_thr
     ks_alpha : float in (0, 1)
         Family-wise significance level of the KS check across features.
     bins : int
-        PSI bins (quantiles of the training sample).
+        PSI bins (quantiles of the training sample), at most; fewer when the recent sample is small
+        (below).
+    min_per_bin : int >= 1
+        Recent values expected per bin: a feature with ``m`` recent values gets ``max(2, min(bins,
+        m // min_per_bin))`` bins (10 bins for 50 values and more; 4 for 20). With 10 bins and 20
+        values about one bin in eight is empty by chance, and each empty bin adds about 0.7 to the PSI
+        through the ``epsilon`` of :func:`population_stability_index`: the index then measures the
+        sample size, not a shift.
     min_obs : int, >= 2
         Fewest non-NaN values per sample for a feature to be tested.
     require_psi : bool
@@ -505,7 +512,8 @@ def feature_drift(train_features: pd.DataFrame, recent: pd.DataFrame, *, psi_thr
     Returns
     -------
     DataFrame indexed by feature (sorted as in ``train_features``) with columns ``n_train,
-    n_recent`` (int), ``psi, psi_threshold, psi_p_value`` (float; approximate, informational),
+    n_recent`` (int), ``psi`` (float), ``psi_bins`` (int, the bins used; 0 when not tested),
+    ``psi_threshold, psi_p_value`` (float; the p-value approximate, informational),
     ``psi_drift`` (bool), ``ks_statistic, ks_p_value, ks_p_adjusted, ks_alpha`` (float),
     ``ks_drift`` (bool) and ``verdict`` (str). ``attrs["checked"]`` holds the number of features
     tested.
@@ -524,6 +532,8 @@ def feature_drift(train_features: pd.DataFrame, recent: pd.DataFrame, *, psi_thr
         raise ValueError(f"ks_alpha must be in (0, 1), got {ks_alpha!r}")
     if int(min_obs) != min_obs or min_obs < 2:
         raise ValueError(f"min_obs must be an integer >= 2, got {min_obs!r}")
+    if int(min_per_bin) != min_per_bin or min_per_bin < 1:
+        raise ValueError(f"min_per_bin must be an integer >= 1, got {min_per_bin!r}")
     train = _numeric_frame(train_features, "train_features")
     rec = _numeric_frame(recent, "recent")
     missing = [c for c in rec.columns if c not in train.columns]
@@ -536,12 +546,13 @@ def feature_drift(train_features: pd.DataFrame, recent: pd.DataFrame, *, psi_thr
     for f in features:
         e = train[f].dropna().to_numpy()
         a = rec[f].dropna().to_numpy()
-        row = {"feature": f, "n_train": e.size, "n_recent": a.size, "psi": np.nan, "psi_threshold": float(psi_threshold), "psi_p_value": np.nan,
+        row = {"feature": f, "n_train": e.size, "n_recent": a.size, "psi": np.nan, "psi_bins": 0, "psi_threshold": float(psi_threshold), "psi_p_value": np.nan,
                "psi_drift": False, "ks_statistic": np.nan, "ks_p_value": np.nan, "ks_alpha": float(ks_alpha)}
         if e.size >= min_obs and a.size >= min_obs:
-            psi = population_stability_index(e, a, bins=bins)
+            b = int(max(2, min(bins, a.size // min_per_bin)))
+            psi = population_stability_index(e, a, bins=b)
             ks = ks_test(e, a)
-            row.update(psi=psi, psi_p_value=psi_null_p_value(psi, e.size, a.size, bins), psi_drift=bool(psi > psi_threshold),
+            row.update(psi=psi, psi_bins=b, psi_p_value=psi_null_p_value(psi, e.size, a.size, b), psi_drift=bool(psi > psi_threshold),
                        ks_statistic=ks.statistic, ks_p_value=ks.p_value)
         rows.append(row)
     out = pd.DataFrame(rows).set_index("feature")
@@ -553,6 +564,7 @@ def feature_drift(train_features: pd.DataFrame, recent: pd.DataFrame, *, psi_thr
     out["verdict"] = np.where(~tested, "insufficient_data", np.where(drift, "drift", "ok"))
     out["n_train"] = out["n_train"].astype(int)
     out["n_recent"] = out["n_recent"].astype(int)
+    out["psi_bins"] = out["psi_bins"].astype(int)
     out["psi_drift"] = out["psi_drift"].astype(bool)
     out["ks_drift"] = out["ks_drift"].astype(bool)
     out = out[FEATURE_COLUMNS]
