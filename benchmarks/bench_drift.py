@@ -190,12 +190,14 @@ def main():
         return
     print("Feature drift, undrifted iid rows (train 1,000 rows, 5 features):")
     print()
-    print("| recent rows | KS+Holm check (verdict) | PSI > 0.25 in any feature | PSI chi2 p-value + Holm < 5% | mean PSI of one feature | (1/n+1/m)(B-1) |")
-    print("|---|---|---|---|---|---|")
+    print("| recent rows | KS+Holm check (verdict) | PSI > 0.25 in any feature | PSI chi2 p-value + Holm < 5% | mean PSI of one feature | "
+          "bins B | (1/n+1/m)(B-1) |")
+    print("|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(1)
     for m in (20, 60, 250):
         ks, pa, pp, _, mean_psi = feature_rates(rng, draws, m)
-        print(f"| {m} | {rate(ks, draws)} | {rate(pa, draws)} | {rate(pp, draws)} | {mean_psi:.4f} | {(1 / N_TRAIN + 1 / m) * 9:.4f} |")
+        b = max(2, min(10, m // 5))  # feature_drift's bins: at least 5 recent values a bin
+        print(f"| {m} | {rate(ks, draws)} | {rate(pa, draws)} | {rate(pp, draws)} | {mean_psi:.4f} | {b} | {(1 / N_TRAIN + 1 / m) * (b - 1):.4f} |")
     print()
     print("Feature drift, power for a 0.5 sd mean shift in one feature:")
     print()

@@ -110,10 +110,16 @@ def test_monitor_settings_name_unknown_keys_at_every_level():
 def test_the_shipped_profiles_monitor_sections_are_valid():
     from kit.paths import PARAMS_DIR
 
+    from kit import reports
+
     for name in ("paper", "monitor"):
         prof = yaml.safe_load((PARAMS_DIR / f"{name}.yaml").read_text())
         loop.MonitorConfig.from_dict(prof["monitor"])
         live.PaperConfig.from_dict(prof["paper"])
+    monitor = reports.load_profile("monitor")
+    reports.check_profile(monitor)  # the monitor section is an allowed top-level key; 60_monitor's keys exist
+    reports.check_values(monitor)
+    assert monitor["60_monitor"]["account"] == monitor["paper"]["account"]
 
 
 # --------------------------------------------------------------------------- planted drift
