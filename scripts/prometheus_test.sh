@@ -10,9 +10,11 @@
 # policy-rc.d forbids it, and we run our own instances anyway). Then:
 #   1. promtool check config monitoring/prometheus.yml; promtool check rules monitoring/alerts.yml;
 #      promtool test rules monitoring/alerts_test.yml (the rules' unit tests);
-#   2. starts the Pushgateway and Prometheus on 127.0.0.1 with free ports, a temporary storage folder,
-#      and a copy of monitoring/prometheus.yml whose Pushgateway port is rewritten and whose scrape
-#      and evaluation intervals are 1 s instead of 15 s;
+#   2. starts the Pushgateway and Prometheus on 127.0.0.1 with free ports, a temporary storage folder
+#      (also for the Pushgateway's persistence file: Debian's build defaults to
+#      /var/lib/prometheus/pushgateway.data, which would carry one run's metrics into the next), and a
+#      copy of monitoring/prometheus.yml whose Pushgateway port is rewritten and whose scrape and
+#      evaluation intervals are 1 s instead of 15 s;
 #   3. waits (bounded) until both are ready and Prometheus' scrape of the Pushgateway is up;
 #   4. runs pytest with KIT_TEST_PUSHGATEWAY_URL and KIT_TEST_PROMETHEUS_URL set: the live tests run
 #      `python -m kit daily` on a replayed day of the committed store and `python -m kit run` (one
@@ -73,7 +75,7 @@ grep -q "127.0.0.1:$PG_PORT" "$TMP/prometheus.yml" && grep -q "scrape_interval: 
 promtool check config "$TMP/prometheus.yml" >/dev/null
 
 start=$(date +%s)
-"$PG_BIN" --web.listen-address="127.0.0.1:$PG_PORT" >"$TMP/pushgateway.log" 2>&1 &
+"$PG_BIN" --web.listen-address="127.0.0.1:$PG_PORT" --persistence.file="$TMP/pushgateway.data" >"$TMP/pushgateway.log" 2>&1 &
 PIDS+=($!)
 prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
     >"$TMP/prometheus.log" 2>&1 &

@@ -384,7 +384,7 @@ def _write_textfile(path: Path, registry, job: str, grouping: dict[str, str]) ->
         try:
             previous = list(text_string_to_metric_families(path.read_text()))
         except Exception as exc:  # a corrupt file is replaced, not fatal
-            log.warning("kit.monitoring: could not parse the previous metrics file %s (%s); replacing it", path, exc)
+            log.warning("kit.live.monitoring: could not parse the previous metrics file %s (%s); replacing it", path, exc)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = CollectorRegistry(auto_describe=False)
     out.register(_Relabelled(registry, {"job": job, **grouping}, previous))
@@ -435,7 +435,7 @@ def publish(metrics: Mapping, *, job: str, grouping: Mapping | None = None, push
     pushgateway_url = pushgateway_url or os.environ.get(PUSHGATEWAY_ENV) or None
     textfile_dir = textfile_dir or os.environ.get(TEXTFILE_ENV) or None
     if pushgateway_url is None and textfile_dir is None:
-        log.info("kit.monitoring: no Pushgateway URL or textfile folder configured (%s, %s); metrics of job %s not published",
+        log.info("kit.live.monitoring: no Pushgateway URL or textfile folder configured (%s, %s); metrics of job %s not published",
                  PUSHGATEWAY_ENV, TEXTFILE_ENV, job)
         return False
     ok = True
@@ -443,14 +443,14 @@ def publish(metrics: Mapping, *, job: str, grouping: Mapping | None = None, push
         try:
             pushadd_to_gateway(pushgateway_url, job=job, registry=registry, grouping_key=grouping, timeout=timeout)
         except Exception as exc:  # network, HTTP status, DNS: logged, never raised into the job
-            log.warning("kit.monitoring: push of job %s %s to %s failed: %s: %s", job, grouping, pushgateway_url, type(exc).__name__, exc)
+            log.warning("kit.live.monitoring: push of job %s %s to %s failed: %s: %s", job, grouping, pushgateway_url, type(exc).__name__, exc)
             ok = False
     if textfile_dir is not None:
         path = textfile_path(textfile_dir, job, grouping)
         try:
             _write_textfile(path, registry, job, grouping)
         except Exception as exc:  # a full disk or a read-only folder must not stop the job either
-            log.warning("kit.monitoring: writing %s failed: %s: %s", path, type(exc).__name__, exc)
+            log.warning("kit.live.monitoring: writing %s failed: %s: %s", path, type(exc).__name__, exc)
             ok = False
     return ok
 
@@ -494,14 +494,14 @@ def send_webhook(url: str | None, payload: Mapping, *, timeout: float = 5.0) -> 
         raise ValueError(f"payload must be a mapping, got {type(payload).__name__}")
     url = url or os.environ.get(WEBHOOK_ENV) or None
     if url is None:
-        log.info("kit.monitoring: no webhook URL configured (%s); alert not sent", WEBHOOK_ENV)
+        log.info("kit.live.monitoring: no webhook URL configured (%s); alert not sent", WEBHOOK_ENV)
         return False
     body = json.dumps(jsonable(dict(payload)), allow_nan=False)
     try:
         r = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout)
         r.raise_for_status()
     except Exception as exc:
-        log.warning("kit.monitoring: webhook POST to %s failed: %s: %s", url, type(exc).__name__, exc)
+        log.warning("kit.live.monitoring: webhook POST to %s failed: %s: %s", url, type(exc).__name__, exc)
         return False
     return True
 
@@ -548,5 +548,5 @@ def publish_profile_run(run_dir, info: Mapping) -> bool:
         return publish(metrics, job="kit_profile", grouping={"profile": str(info.get("profile") or "unknown")}, pushgateway_url=url,
                        textfile_dir=textfile)
     except Exception as exc:  # noqa: BLE001 - monitoring never fails the run it watches
-        log.warning("kit.monitoring: metrics of run %s not published: %s: %s", Path(run_dir).name, type(exc).__name__, exc)
+        log.warning("kit.live.monitoring: metrics of run %s not published: %s: %s", Path(run_dir).name, type(exc).__name__, exc)
         return False
