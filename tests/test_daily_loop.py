@@ -108,9 +108,8 @@ def test_monitor_settings_name_unknown_keys_at_every_level():
 
 
 def test_the_shipped_profiles_monitor_sections_are_valid():
-    from kit.paths import PARAMS_DIR
-
     from kit import reports
+    from kit.paths import PARAMS_DIR
 
     for name in ("paper", "monitor"):
         prof = yaml.safe_load((PARAMS_DIR / f"{name}.yaml").read_text())
