@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 # otherwise the quarto on PATH, if any; without one, pages are rendered by nbconvert
 export PATH := $(CURDIR)/$(VENV)/quarto/bin:$(PATH)
 
-.PHONY: install quarto report test test-fast test-unit test-notebooks test-postgres test-ray lint bench clean-venv lab paper-replay notebooks
+.PHONY: install quarto report test test-fast test-unit test-notebooks test-postgres test-ray test-prometheus lint bench clean-venv lab paper-replay notebooks
 
 install: $(STAMP)
 
@@ -52,6 +52,13 @@ test-postgres: $(STAMP)
 ## --backend ray --address, a check that tasks ran on both nodes, then ray stop. CI runs it.
 test-ray: $(STAMP)
 	PY=$(PY) bash scripts/ray_test.sh
+
+## make test-prometheus: promtool checks of monitoring/ (config, alerting rules and their unit tests), then the
+## monitoring tests against a throwaway Pushgateway and Prometheus (Debian's prometheus and prometheus-pushgateway
+## packages; installed with apt-get when missing and run as root): `python -m kit daily` on a replayed day and a
+## profile run, their metrics read back from Prometheus' HTTP API. CI runs it after make test-postgres.
+test-prometheus: $(STAMP)
+	bash scripts/prometheus_test.sh
 
 ## make paper-replay: the paper-trading loop replayed over the last year of the committed data (report under reports/)
 paper-replay: $(STAMP)

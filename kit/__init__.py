@@ -8,8 +8,9 @@ Transformer, per-ticker forecaster, baselines, ensembles; the catalogue, losses,
 export), ``training`` (splits, Trainer, batched universe training, walk-forward experiments,
 search), ``portfolio`` (sizing, benchmarks, vectorbt backtest and its reference, execution model,
 limits, overlays, optimisation), ``analytics`` (Sharpe intervals, PSR/DSR, performance table,
-VaR/CVaR, stress tests, model evaluation), ``store`` (database, registry, ledger), ``live`` (brokers,
-the daily paper step, replay), ``reports`` (profiles, papermill runs, rendering, the site of runs)
+VaR/CVaR, stress tests, model evaluation, drift statistics), ``store`` (database, registry, ledger,
+monitoring records), ``live`` (brokers, the daily paper step, replay, the daily loop with drift
+checks, retraining and metrics for Prometheus), ``reports`` (profiles, papermill runs, rendering, the site of runs)
 and ``cli``.
 
 Submodules are imported explicitly (``from kit import data``) so that ``import kit`` stays fast.

@@ -4,6 +4,8 @@ Commands
 --------
 run     execute a profile's notebooks into a new run folder and render them (``--profile NAME``)
 paper   the daily paper-trading step (or a replay over history)
+daily   the day's loop: validated data, the paper step, the ledger, drift checks, retraining when the
+        policy says so, metrics to Prometheus, the webhook alert (``--profile NAME``, ``monitor`` section)
 render  render an executed notebook to HTML (Quarto if on PATH, else nbconvert)
 index   rebuild the site of runs (``reports/index.html``; ``--compare OLD NEW`` for ``compare.html``) and
         mark runs whose process died as interrupted
@@ -16,10 +18,14 @@ Every error is one line on stderr (``kit <command>: <what>``) and a distinct exi
 unexpected error's traceback goes to a log file named in that line. Exit statuses:
 
 ==  =======================================================================================
-0   done (``paper``: also a day already done)
+0   done (``paper``, ``daily``: also a day already done)
 1   a notebook of the run failed (the run is recorded ``failed``; details in its error.log);
     ``data check --strict``: the file has findings of severity error
 2   invalid arguments, profile or parameters; a refused day (nothing ran)
+3   ``daily``: done, and something needs a person: an alert was raised (data findings of severity
+    error, feature drift, accuracy or error significantly beyond the gate, drawdown beyond the limit)
+    or a retrained model failed its gate (or its training failed); the alerts are in the output,
+    the database (``monitor_runs``), the metrics and the webhook
 65  data or integrity error: unreadable data, a tampered ledger, a checkpoint that fails its
     checks
 69  a broker or market-data service unavailable or misconfigured (nothing sent)
@@ -39,6 +45,7 @@ from pathlib import Path
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_SOFTWARE, EXIT_CANTCREAT, EXIT_LOCKED, EXIT_INTERRUPTED = (
     0, 1, 2, 65, 69, 70, 73, 75, 130,
 )
+EXIT_NEEDS_PERSON = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     p_paper.add_argument("--reset", action="store_true", help="delete the account's state (orders, fills, positions, runs) and stop")
     p_paper.add_argument("--broker", choices=["sim", "alpaca"], default="sim", help="sim: the simulated broker (default); alpaca: Alpaca's paper API (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY)")
     p_paper.add_argument("--bars", choices=["parquet", "alpaca"], default="parquet", help="daily bars from the Parquet store (default) or Alpaca market data")
+    p_daily = sub.add_parser("daily", help="the day's loop: data, paper step, ledger, drift checks, retraining, metrics, alerts")
+    p_daily.add_argument("--as-of", default=None, help="trading day YYYY-MM-DD (default: the data's last day)")
+    p_daily.add_argument("--profile", default="paper", help="profile with 'paper' and 'monitor' sections (default: paper)")
+    p_daily.add_argument("--profile-file", default=None, help="a profile YAML file anywhere, instead of --profile")
+    p_daily.add_argument("--account", default=None, help="override the account name")
+    p_daily.add_argument("--db", default=None, help="database URL (default: $KIT_DB_URL or data/state/kit.db)")
+    p_daily.add_argument("--replay", nargs=2, metavar=("START", "END"), default=None,
+                         help="run the loop for every trading day in [START, END] (simulated broker, one process)")
+    p_daily.add_argument("--prepare-model", metavar="UNTIL", default=None,
+                         help="first train, register and gate (the profile's monitor.gate) a model on data up to UNTIL")
+    p_daily.add_argument("--broker", choices=["sim", "alpaca"], default="sim", help="as for paper")
+    p_daily.add_argument("--bars", choices=["parquet", "alpaca"], default="parquet", help="as for paper")
     p_index = sub.add_parser("index", help="rebuild the site of runs (reports/index.html, run pages, compare.html)")
     p_index.add_argument("--reports-dir", default=None)
     p_index.add_argument("--renderer", default="auto", choices=["auto", "quarto", "nbconvert"], help="nbconvert: plain HTML")
@@ -89,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point; returns the process exit status (module docstring)."""
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "paper": _paper, "render": _render, "index": _index, "data": _data, "features": _features}[args.command]
+    handler = {"run": _run, "paper": _paper, "daily": _daily, "render": _render, "index": _index, "data": _data, "features": _features}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -409,6 +428,50 @@ def _features(args) -> int:
     for lb, counts in build.status_counts.items():
         print(f"lookback {lb}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return EXIT_OK
+
+
+def _daily(args) -> int:
+    """``python -m kit daily``: the day's loop (:func:`kit.live.loop.run_daily`), or a replay of it."""
+    from . import live, reports
+    from .live import loop
+
+    profile = reports.load_profile(None if args.profile_file else args.profile, path=args.profile_file)
+    cfg = dict(profile.get("paper") or {})
+    if args.account:
+        cfg["account"] = args.account
+    config = live.PaperConfig.from_dict(cfg)
+    monitor = loop.MonitorConfig.from_dict(profile.get("monitor"))
+    if args.replay and args.broker != "sim":
+        raise ValueError("--replay runs the simulated broker; leave out --broker")
+    reports.check_writable(config.state_path(), [args.db or ""], min_free_mb=50)
+    broker = source = None
+    if args.bars == "alpaca":
+        from .data.sources import AlpacaBarSource
+
+        source = AlpacaBarSource()
+    if args.prepare_model:
+        row = live.prepare_model(config, args.prepare_model, db=args.db, source=source, gate=monitor.gate.to_dict())
+        print(f"registered {row['label']}: {row['status']}" + (f" (gate: {'; '.join(row['gate_reasons'])})" if row["gate_reasons"] else ""))
+        if not args.as_of and not args.replay:
+            return EXIT_OK
+    if args.replay:
+        results = loop.replay_daily(args.replay[0], args.replay[1], config, monitor, profile=profile["name"], db=args.db, source=source,
+                                    on_day=lambda r: print(r.summary(), flush=True))
+        flagged = [r for r in results if r.needs_person and r.status == "done"]
+        print(f"replayed {len(results)} days: {len(flagged)} needed a person")
+        return EXIT_NEEDS_PERSON if flagged else EXIT_OK
+    if args.broker == "alpaca":
+        from .live.alpaca import AlpacaBroker
+
+        broker = AlpacaBroker(paper=True)
+    as_of = args.as_of
+    if as_of is None:
+        as_of = live.load_history(config, "2100-01-01", source)["date"].max()
+    r = loop.run_daily(as_of, config, monitor, profile=profile["name"], db=args.db, broker=broker, source=source)
+    print(r.summary())
+    for a in r.alerts:
+        print(f"  alert {a['kind']}: {a['message']}")
+    return EXIT_NEEDS_PERSON if r.needs_person and r.status == "done" else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,10 @@
 """Analytics: the Sharpe ratio with its intervals and the PSR/DSR family (:mod:`.sharpe`), the
 performance table and return statistics (:mod:`.performance`), one VaR/CVaR (:mod:`.risk`), stress
 tests and correlation (:mod:`.stress`), model evaluation for the registry's gate
-(:mod:`.evaluation`), and factor analysis of cross-sectional scores (:mod:`.factors`: information
-coefficients, quantile returns, turnover, IC decay). Returns are daily simple returns; statistics are annualised with 252 days."""
+(:mod:`.evaluation`), factor analysis of cross-sectional scores (:mod:`.factors`: information
+coefficients, quantile returns, turnover, IC decay) and drift statistics for the daily loop
+(:mod:`.drift`: PSI, KS with Holm's adjustment, feature and performance drift). Returns are daily
+simple returns; statistics are annualised with 252 days."""
 
 from . import factors
 from .evaluation import fold_metrics, oos_metrics

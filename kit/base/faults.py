@@ -11,9 +11,10 @@ Production code marks the points where a crash must leave consistent state with
   another process tries to write).
 
 Points in the kit: ``registry.register_before_commit``, ``registry.gate_before_commit``,
-``ledger.snapshot_before_commit``, ``ledger.fillback_before_commit``, and the paper step's
+``ledger.snapshot_before_commit``, ``ledger.fillback_before_commit``, the paper step's
 ``paper.after_fills``, ``paper.after_journal``, ``paper.after_first_submit``, ``paper.after_submit``,
-``paper.before_done``, and ``exec.task`` (every task a backend runs, :func:`kit.training.tasks.run_task`).
+``paper.before_done``, ``exec.task`` (every task a backend runs, :func:`kit.training.tasks.run_task`),
+and the daily loop's ``daily.after_paper``, ``daily.after_retrain``, ``daily.before_done``.
 """
 
 from __future__ import annotations

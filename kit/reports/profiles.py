@@ -2,7 +2,7 @@
 
 A profile holds ``notebooks`` (stems run in order), ``shared`` (parameters given to every notebook)
 and one optional section per notebook stem (overrides for it); other top-level keys (YAML anchors
-such as ``model:``, the paper step's ``paper:``) are allowed. :func:`check_profile` compares every
+such as ``model:``, the paper step's ``paper:``, the daily loop's ``monitor:``) are allowed. :func:`check_profile` compares every
 parameter a profile would pass with the notebook's own ``parameters`` cell (read with
 ``papermill.inspect_notebook``): a misspelt or unknown key is an error naming the profile, section,
 key and the nearest valid key, before anything runs."""
@@ -124,7 +124,7 @@ def notebook_parameters(profile: dict, notebook: str, run_dir, accepted=None) ->
 RUN_KEYS = ("run_dir", "profile")
 """Parameters every notebook has and :func:`kit.reports.runs.run_profile` sets itself."""
 
-_TOP_KEYS = ("notebooks", "shared", "description", "paper")
+_TOP_KEYS = ("notebooks", "shared", "description", "paper", "monitor")
 
 
 def notebook_parameter_names(notebook: str) -> list[str]:
@@ -150,7 +150,7 @@ def check_profile(profile: dict, notebooks=None) -> None:
     """Refuse a profile whose keys the notebooks would not read, before anything runs.
 
     Rules: top-level keys are ``notebooks``, ``shared``, ``description``, ``paper`` (the paper step's
-    settings), the notebook stems it runs, and templates whose names start with ``_`` (YAML anchors
+    settings), ``monitor`` (the daily loop's, checked by :class:`kit.live.loop.MonitorConfig`), the notebook stems it runs, and templates whose names start with ``_`` (YAML anchors
     merged into sections); a notebook section's keys must be parameters of that notebook; a
     ``shared`` key must be a parameter of at least one notebook run. ``run_dir`` and ``profile`` are
     set by the run and may not be given.

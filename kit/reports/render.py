@@ -36,6 +36,7 @@ __all__ = [
     "renderer_name",
     "renderer_label",
     "callout",
+    "front_matter",
     "render_notebook",
     "quarto_project",
     "run_quarto",
@@ -243,6 +244,30 @@ def run_quarto(args: list[str], cwd, timeout: float = 1800) -> subprocess.Comple
     return proc
 
 
+def front_matter(nb) -> tuple[int | None, dict]:
+    """(index, mapping) of a notebook's Quarto front matter: its first raw cell whose text is a YAML
+    block between ``---`` lines (e.g. ``format: dashboard``); ``(None, {})`` when there is none or it
+    is not a valid YAML mapping."""
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "raw":
+            continue
+        text = cell.source.strip()
+        if text.startswith("---") and text.endswith("---") and len(text) > 6:
+            try:
+                meta = yaml.safe_load(text[3:-3])
+            except yaml.YAMLError:
+                return None, {}
+            return (i, meta) if isinstance(meta, dict) else (None, {})
+    return None, {}
+
+
+def _quarto_format(meta: dict) -> str:
+    """The Quarto output format a notebook asks for: ``dashboard`` when its front matter's ``format``
+    is (or has) ``dashboard``, else ``html``."""
+    fmt = meta.get("format")
+    return "dashboard" if fmt == "dashboard" or (isinstance(fmt, dict) and "dashboard" in fmt) else "html"
+
+
 def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None) -> Path:
     """Render an executed notebook to a self-contained HTML page beside it (``<stem>.html``).
 
@@ -254,6 +279,10 @@ def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None)
     Either way a banner under the title says which renderer made the page (with its version) and,
     when ``run_info`` is given, the run id, git commit and data sha256. Cells tagged ``remove-input``
     show only their outputs; under Quarto a ``## Caveats`` cell's list is shown in a warning callout.
+    A notebook whose front matter (a raw YAML cell, see :func:`front_matter`) asks for ``format:
+    dashboard`` is rendered by Quarto as a dashboard (``--to dashboard``: rows of cards, cell option
+    ``#| title:`` naming a card, resources embedded); nbconvert shows the same cells one after the
+    other, with the front matter's title as the heading instead of its YAML.
 
     Parameters
     ----------
@@ -280,15 +309,24 @@ def render_notebook(ipynb, renderer: str = "auto", run_info: dict | None = None)
         raise FileNotFoundError(f"notebook not found: {ipynb}")
     which = renderer_name(renderer)
     nb = nbformat.read(ipynb, as_version=4)
-    _insert_banner(nb, _banner_cell(which, run_info))
+    fm_index, fm = front_matter(nb)
+    banner = _banner_cell(which, run_info)
+    if fm_index is None:
+        _insert_banner(nb, banner)
+    else:  # the front matter stays where it is; nbconvert would print its YAML: its title becomes the heading instead
+        if which == "nbconvert":
+            nb.cells[fm_index] = nbformat.v4.new_markdown_cell(f"# {fm['title']}" if fm.get("title") else "")
+        nb.cells.insert(fm_index + 1, banner)
     _caveats_as_callouts(nb, which)
+    fmt = _quarto_format(fm)
     out = ipynb.with_suffix(".html")
     if which == "quarto":
         with tempfile.TemporaryDirectory(prefix="kit-quarto-") as tmp:
             name = f"{ipynb.stem}.ipynb"
             quarto_project(tmp, [name])
             nbformat.write(nb, Path(tmp) / name)
-            run_quarto(["render", name, "--to", "html", "--no-execute"], cwd=tmp)
+            extra = ["-M", "embed-resources:true"] if fmt != "html" else []  # html takes it from the project's settings
+            run_quarto(["render", name, "--to", fmt, "--no-execute", *extra], cwd=tmp)
             page = Path(tmp) / f"{ipynb.stem}.html"
             if not page.exists():
                 raise RuntimeError(f"quarto render reported success but wrote no {page.name} for {ipynb}")

@@ -417,6 +417,9 @@ def _finish(run_dir, info, t_run, reports_dir, exc) -> None:
         build_index(reports_dir, renderer=info.get("renderer", "auto"))
     except Exception as index_error:  # noqa: BLE001 - the run's own result matters more than the index
         print(f"kit run: could not rebuild the index ({type(index_error).__name__}: {index_error})", file=sys.stderr)
+    from ..live.monitoring import publish_profile_run
+
+    publish_profile_run(run_dir, info)  # Prometheus metrics of the run when a Pushgateway is configured; never raises
 
 
 _EXEC_KEYS = ("backend", "address", "workers", "threads")

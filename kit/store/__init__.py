@@ -1,9 +1,10 @@
 """Storage: engines and serialised transactions (:mod:`.engine`), the whole schema and its
-migrations (:mod:`.schema`), the model registry with its promotion gate (:mod:`.registry`) and the
-prediction audit ledger (:mod:`.ledger`). SQLAlchemy Core; SQLite by default, any SQLAlchemy URL
+migrations (:mod:`.schema`), the model registry with its promotion gate (:mod:`.registry`), the
+prediction audit ledger (:mod:`.ledger`) and the daily loop's records (:mod:`.monitoring`: drift
+checks, the loop's runs). SQLAlchemy Core; SQLite by default, any SQLAlchemy URL
 (PostgreSQL) through ``KIT_DB_URL``."""
 
-from . import ledger, registry
+from . import ledger, monitoring, registry
 from .engine import (
     SchemaVersionError,
     default_url,
@@ -19,6 +20,7 @@ from .schema import LATEST_VERSION, MIGRATIONS, TABLES, metadata
 
 __all__ = [
     "ledger",
+    "monitoring",
     "registry",
     "SchemaVersionError",
     "default_url",

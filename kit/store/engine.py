@@ -18,8 +18,8 @@ process doing the same:
   instead of failing half-way. Connections use WAL journaling (readers do not block the writer),
   ``synchronous=FULL`` and foreign keys.
 * PostgreSQL: ``BEGIN`` then ``pg_advisory_xact_lock(key)`` with one key per purpose (schema,
-  registry, ledger); the lock is released at commit or rollback, including when the client process
-  dies and the server aborts its transaction.
+  registry, ledger, paper, monitoring); the lock is released at commit or rollback, including when
+  the client process dies and the server aborts its transaction.
 * Other dialects: a plain transaction; unique constraints still refuse duplicates.
 
 The schema and its migrations live in :mod:`kit.store.schema`; :func:`ensure_schema` applies them.
@@ -61,7 +61,7 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 
 
 
-_LOCK_KEYS = {"schema": 731_001, "registry": 731_002, "ledger": 731_003, "paper": 731_004}
+_LOCK_KEYS = {"schema": 731_001, "registry": 731_002, "ledger": 731_003, "paper": 731_004, "monitoring": 731_005}
 
 
 
@@ -169,7 +169,8 @@ def dispose_engines() -> None:
 def write_tx(engine: Engine, lock: str) -> Iterator[Connection]:
     """A serialised write transaction: commit on normal exit, roll back on any exception.
 
-    ``lock`` names the writers to serialise with (``"schema"``, ``"registry"``, ``"ledger"`` or ``"paper"``):
+    ``lock`` names the writers to serialise with (``"schema"``, ``"registry"``, ``"ledger"``, ``"paper"`` or
+    ``"monitoring"``):
     on PostgreSQL a transaction-scoped advisory lock per name; on SQLite the database-wide write
     lock of ``BEGIN IMMEDIATE`` (so every writer is serialised with every other).
 

@@ -305,8 +305,60 @@ def _define_v2(md, version: int = 2):
 
 
 
+def _define_v4(md):
+    """The monitoring tables on SQLAlchemy MetaData ``md`` (schema version 4; frozen: a later version
+    changes them through a migration).
+
+    ``drift_checks``: one row per ``(account, as_of, check, subject)`` with ``scope``, ``model_id``
+    (the model whose training window or ledger record was checked; NULL when none), ``value,
+    threshold, p_value`` (NULL when absent), ``verdict`` (``drift``/``ok``/``insufficient_data``,
+    checked by the database), ``n`` and ``recorded_at`` (:mod:`kit.analytics.drift` defines the
+    checks). ``monitor_runs``: one row per account and trading day of the daily loop
+    (:mod:`kit.live.loop`): ``status`` (``started``, ``done``, ``failed``), the stage reached,
+    ``needs_person``, the model traded, and JSON columns ``alerts``, ``retrain``, ``metrics``, ``info``.
+    """
+    t = {}
+    t["drift_checks"] = sa.Table(
+        "drift_checks", md,
+        sa.Column("account", sa.String(64), primary_key=True),
+        sa.Column("as_of", sa.Date, primary_key=True),
+        sa.Column("check", sa.String(64), primary_key=True),
+        sa.Column("subject", sa.String(200), primary_key=True),
+        sa.Column("scope", sa.String(64), nullable=False),
+        sa.Column("model_id", sa.Integer, nullable=True),
+        sa.Column("value", sa.Double, nullable=True),
+        sa.Column("threshold", sa.Double, nullable=True),
+        sa.Column("p_value", sa.Double, nullable=True),
+        sa.Column("verdict", sa.String(20), nullable=False),
+        sa.Column("n", sa.Integer, nullable=True),
+        sa.Column("recorded_at", sa.String(32), nullable=False),
+        sa.CheckConstraint("verdict IN ('drift', 'ok', 'insufficient_data')", name="ck_drift_checks_verdict"),
+    )
+    sa.Index("ix_drift_checks_scope_date", t["drift_checks"].c.scope, t["drift_checks"].c.as_of)
+    t["monitor_runs"] = sa.Table(
+        "monitor_runs", md,
+        sa.Column("account", sa.String(64), primary_key=True),
+        sa.Column("as_of", sa.Date, primary_key=True),
+        sa.Column("scope", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("stage", sa.String(32), nullable=True),
+        sa.Column("needs_person", sa.Boolean, nullable=False, default=False),
+        sa.Column("model_id", sa.Integer, nullable=True),
+        sa.Column("model", sa.String(200), nullable=True),
+        sa.Column("alerts", sa.JSON, nullable=True),
+        sa.Column("retrain", sa.JSON, nullable=True),
+        sa.Column("metrics", sa.JSON, nullable=True),
+        sa.Column("info", sa.JSON, nullable=True),
+        sa.Column("started_at", sa.String(32), nullable=False),
+        sa.Column("finished_at", sa.String(32), nullable=True),
+        sa.CheckConstraint("status IN ('started', 'done', 'failed')", name="ck_monitor_runs_status"),
+    )
+    return t
+
+
+
 metadata = sa.MetaData()
-TABLES = {**_define_v1(metadata, 3), **_define_v2(metadata, 3)}
+TABLES = {**_define_v1(metadata, 3), **_define_v2(metadata, 3), **_define_v4(metadata)}
 schema_version_table = TABLES["schema_version"]
 arch_versions = TABLES["arch_versions"]
 models = TABLES["models"]
@@ -317,6 +369,8 @@ gate_checks = TABLES["gate_checks"]
 ledger_snapshots = TABLES["ledger_snapshots"]
 ledger_forecasts = TABLES["ledger_forecasts"]
 ledger_head = TABLES["ledger_head"]
+drift_checks = TABLES["drift_checks"]
+monitor_runs = TABLES["monitor_runs"]
 
 
 def _migration_1(conn: Connection) -> None:
@@ -347,9 +401,15 @@ def _migration_3(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE paper_runs_v3 RENAME TO paper_runs"))
 
 
+def _migration_4(conn: Connection) -> None:
+    md = sa.MetaData()
+    md.create_all(conn, tables=list(_define_v4(md).values()))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "registry (models, architecture versions, folds, gate, history) and ledger (snapshots, forecasts, head)", _migration_1),
     (2, "paper trading: simulated broker (accounts, positions, orders, fills) and the daily loop (runs, targets, checks, order journal)", _migration_2),
     (3, "paper trading: run status 'failed', order journal keyed by broker; ledger hash scheme (keyed HMAC for new ledgers)", _migration_3),
+    (4, "monitoring: drift checks and the daily loop's runs (alerts, retraining, published metrics)", _migration_4),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
