@@ -308,7 +308,8 @@ class ForecasterAdapter:
     ----------
     quantiles : ``(0.1, 0.5, 0.9)``, the levels :meth:`forecast` returns.
     last_crossings : number of (series, horizon) forecasts whose raw quantiles crossed in the last
-        :meth:`forecast` call (they were rearranged).
+        :meth:`forecast` call (they were rearranged); ``last_crossings_per_series`` the same per
+        series, ``(N,)`` int.
     fine_tuned : whether :func:`fine_tune` changed the weights.
     """
 
@@ -324,6 +325,7 @@ class ForecasterAdapter:
         self.source = str(source)
         self.batch_size = int(batch_size)
         self.last_crossings = 0
+        self.last_crossings_per_series = np.zeros(0, np.int64)
         self.fine_tuned = False
         self._idx = _level_index(self.model_quantiles)
 
@@ -499,6 +501,7 @@ class ForecasterAdapter:
                 x = torch.from_numpy(rel[i : i + self.batch_size]).to(dev)
                 q = self.quantile_path(x)[:, :, self._idx].float().cpu().numpy().astype("float64")
                 out[i : i + len(x)] = q[:, steps, :] - 1.0
+        self.last_crossings_per_series = (np.diff(out, axis=-1) < 0).any(axis=-1).sum(axis=-1)
         out, self.last_crossings = rearrange_quantiles(out)
         return out
 
@@ -744,7 +747,15 @@ def price_windows(close: np.ndarray, start: int, end: int, context_length: int, 
     return np.ascontiguousarray(w[:, :L]), np.ascontiguousarray(w[:, L:]), np.stack([t, si], axis=1).astype(np.int64)
 
 
-def forecast_dates(adapter: ForecasterAdapter, close: np.ndarray, dates, context_length: int, horizons=HORIZONS, progress: bool = False) -> np.ndarray:
+def forecast_dates(
+    adapter: ForecasterAdapter,
+    close: np.ndarray,
+    dates,
+    context_length: int,
+    horizons=HORIZONS,
+    progress: bool = False,
+    return_crossings: bool = False,
+) -> np.ndarray:
     """Forecasts of every symbol at the given decision dates, batched over (date, symbol).
 
     Parameters
@@ -757,7 +768,8 @@ def forecast_dates(adapter: ForecasterAdapter, close: np.ndarray, dates, context
     -------
     ``(D, N, H, 3)`` float64 return quantiles; NaN where the L closes are not all finite and
     positive (never a forecast from filled-in prices). ``adapter.last_crossings`` is set to the
-    number of rearranged forecasts over all of them.
+    number of rearranged (date, symbol, horizon) forecasts; with ``return_crossings`` the result is
+    ``(forecasts, crossings)`` with ``crossings`` ``(D,)`` int, that number per date.
     """
     close = np.asarray(close, dtype="float64")
     dates = np.asarray(dates, dtype=np.int64)
@@ -766,10 +778,12 @@ def forecast_dates(adapter: ForecasterAdapter, close: np.ndarray, dates, context
         raise ValueError(f"context_length={L} is shorter than {adapter.model_name}'s minimum {adapter.min_context}")
     hs = _check_horizons(horizons, adapter.max_horizon)
     out = np.full((len(dates), close.shape[1], len(hs), len(adapter.quantiles)), np.nan)
+    per_date = np.zeros(len(dates), np.int64)
     ok = _complete(close, L)[dates]
     di, si = np.nonzero(ok)
     if len(di) == 0:
-        return out
+        adapter.last_crossings = 0
+        return (out, per_date) if return_crossings else out
     win = np.lib.stride_tricks.sliding_window_view(close, L, axis=0)  # (T-L+1, N, L)
     chunk = max(adapter.batch_size, 1) * 8
     rng = range(0, len(di), chunk)
@@ -782,8 +796,9 @@ def forecast_dates(adapter: ForecasterAdapter, close: np.ndarray, dates, context
         d, s = di[a : a + chunk], si[a : a + chunk]
         out[d, s] = adapter.forecast(win[dates[d] - L + 1, s], hs)
         crossings += adapter.last_crossings
+        np.add.at(per_date, d, adapter.last_crossings_per_series)
     adapter.last_crossings = crossings
-    return out
+    return (out, per_date) if return_crossings else out
 
 
 def position_scale(forecast_1d: np.ndarray, daily_vol: np.ndarray) -> float:
@@ -993,8 +1008,9 @@ def walk_forward_foundation(
     -------
     :class:`FoundationWalkForwardResult`: ``positions`` ``(T_test, N)``, ``forecasts`` (median)
     and ``quantile_forecasts`` per horizon, one ``folds`` row per fold (dates, leakage rows,
-    forecasts made, position scale, crossings rearranged, fine-tuning losses, seconds) and the
-    fine-tuning curves in ``history``.
+    forecasts made, position scale, test forecasts whose raw quantiles crossed and were
+    rearranged, fine-tuning losses, seconds; zero-shot, the forecasting time of all folds is in the
+    first row's ``forecast_seconds_all_folds``) and the fine-tuning curves in ``history``.
 
     Raises
     ------
@@ -1020,8 +1036,8 @@ def walk_forward_foundation(
     if fine_tune_config is None:  # the model is the same in every fold: forecast each date once
         need = np.unique(np.concatenate([np.r_[np.arange(*s.val), np.arange(*s.test)] for s in splits]))
         t0 = time.perf_counter()
-        fc = forecast_dates(adapter, c, need, L, hs, progress=progress)
-        cache = (need, fc, time.perf_counter() - t0, adapter.last_crossings)
+        fc, crossed = forecast_dates(adapter, c, need, L, hs, progress=progress, return_crossings=True)
+        cache = (need, fc, time.perf_counter() - t0, crossed)
 
     pos_blocks, logs, curves = [], [], []
     q_blocks = {q: {h: [] for h in hs} for q in QUANTILES}
@@ -1054,14 +1070,15 @@ def walk_forward_foundation(
             )
             curves.extend({"fold": split.fold, "model": info["model"], **h} for h in res.history)
             fv = forecast_dates(model, c, np.arange(v0, v1), L, hs)
-            crossings = model.last_crossings
             ft_ = forecast_dates(model, c, np.arange(s0, s1), L, hs)
-            crossings += model.last_crossings
+            crossings = model.last_crossings
             last_model = model.model
         else:
-            need, fc, secs, crossings = cache
+            need, fc, _, crossed = cache
             fv = fc[np.searchsorted(need, np.arange(v0, v1))]
-            ft_ = fc[np.searchsorted(need, np.arange(s0, s1))]
+            k = np.searchsorted(need, np.arange(s0, s1))
+            ft_ = fc[k]
+            crossings = crossed[k].sum()
             info.update(fine_tuned=False)
         med = QUANTILES.index(0.5)
         scale = position_scale(fv[:, :, 0, med], daily_vol[v0:v1])

@@ -74,8 +74,11 @@ def test_forecast_is_the_models_level_quantile_minus_one(adapter):
         path = adapter.quantile_path(rel).numpy().astype("float64")  # (3, P, 9)
     levels = list(adapter.model_quantiles)
     idx = [levels.index(0.1), levels.index(0.5), levels.index(0.9)]
-    want = np.sort(path[:, [0, 4, 20]][:, :, idx] - 1.0, axis=-1)
-    np.testing.assert_allclose(adapter.forecast(ctx), want, rtol=0, atol=1e-12)
+    raw = path[:, [0, 4, 20]][:, :, idx] - 1.0
+    np.testing.assert_allclose(adapter.forecast(ctx), np.sort(raw, axis=-1), rtol=0, atol=1e-12)
+    crossed = (np.diff(raw, axis=-1) < 0).any(axis=-1)  # (3 series, 3 horizons)
+    assert adapter.last_crossings == crossed.sum()
+    np.testing.assert_array_equal(adapter.last_crossings_per_series, crossed.sum(axis=1))
 
 
 def test_price_level_does_not_matter(adapter):
@@ -317,6 +320,7 @@ def test_walk_forward_zero_shot(adapter):
     c = frame.to_numpy()
     direct = F.forecast_dates(adapter, c, np.arange(280, 360), 64)
     np.testing.assert_allclose(res.quantile_forecasts[0.9][5].to_numpy(), direct[:, :, 1, 2], rtol=0, atol=1e-12)
+    assert res.folds["crossings_rearranged"].sum() == adapter.last_crossings
     # positions: tanh(s * q50_1d / daily vol), s from the validation block only
     daily_vol = res.ex_ante_vol.to_numpy() / np.sqrt(252)
     for k, s in enumerate(splits):
