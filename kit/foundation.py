@@ -480,7 +480,8 @@ class ForecasterAdapter:
         ``(N, H, 3)`` float64: quantiles 0.1, 0.5, 0.9 (increasing along the last axis; crossings of
         the raw model output are rearranged and counted in :attr:`last_crossings`) of
         ``close_{t+h} / close_t - 1``. Deterministic; each series is forecast independently of the
-        others in the batch.
+        others in the batch. Values are not clipped: a level quantile <= 0 (possible with random
+        weights) gives a return <= -1, which :func:`kit.ledger.snapshot` refuses.
 
         Raises
         ------
