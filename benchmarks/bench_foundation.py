@@ -67,8 +67,15 @@ def main():
     ap.add_argument("--context", type=int, default=512, help="closes per context")
     ap.add_argument("--full-size", action="store_true", help="also time random models of the published architectures")
     args = ap.parse_args()
-
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(BENCH_THREADS)
+    try:
+        run(args)
+    finally:  # benchmarks/run.py runs every benchmark in one process: leave the thread count as found
+        torch.set_num_threads(threads_before)
+
+
+def run(args):
     try:
         from kit import foundation as F
 
