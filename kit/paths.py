@@ -7,6 +7,8 @@ price store               ``data/sp500_daily_1999_2021.parquet``  ``$KIT_DATA``
 run-time state            ``data/state/``                         ``$KIT_STATE_DIR``
 database                  ``sqlite:///data/state/kit.db``         ``$KIT_DB_URL``
 registered checkpoints    ``data/state/models/``                  ``$KIT_MODEL_DIR``
+foundation-model weights  ``<state dir>/models/<name>/``           a profile's ``model_dir``,
+                                                                  else ``$KIT_MODEL_DIR``
 notebooks, params,        ``notebooks/``, ``params/``,            (none)
 reports                   ``reports/``
 ========================  =====================================  ==========================
@@ -33,6 +35,7 @@ __all__ = [
     "default_db_url",
     "default_db_path",
     "model_dir",
+    "weights_dir",
     "ensure_under",
     "PathEscapeError",
 ]
@@ -81,6 +84,15 @@ def model_dir() -> Path | None:
     (the registry then keeps checkpoints beside its database)."""
     env = os.environ.get("KIT_MODEL_DIR")
     return Path(env) if env else None
+
+
+def weights_dir(override=None) -> Path:
+    """The folder holding one sub-folder of pretrained weights per checkpoint (foundation models,
+    :mod:`kit.models.foundation`): ``override`` when given and not blank (a profile's
+    ``model_dir``), else ``$KIT_MODEL_DIR``, else ``<state_dir>/models``. Nothing is created."""
+    if override is not None and str(override).strip():
+        return Path(str(override).strip()).expanduser()
+    return (model_dir() or state_dir() / "models").expanduser()
 
 
 def ensure_under(root, path) -> Path:

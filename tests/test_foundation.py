@@ -1,5 +1,6 @@
-"""Foundation-model adapters (kit.foundation) on tiny randomly initialised models: no download, no
-weights folder, CPU. Skipped when the optional ``[foundation]`` extra is not installed."""
+"""Foundation models on tiny randomly initialised models: the adapters (kit.models.foundation), the
+walk-forward and fine-tuning (kit.training.foundation), their checkpoints and registration. No
+download, CPU. Skipped when the optional ``[foundation]`` extra is not installed."""
 
 import socket
 
@@ -11,8 +12,10 @@ import torch
 pytest.importorskip("transformers", reason="the [foundation] extra is not installed: pip install -e '.[foundation]'")
 pytest.importorskip("chronos", reason="the [foundation] extra is not installed: pip install -e '.[foundation]'")
 
-from kit import foundation as F  # noqa: E402
-from kit.training import ldtm_positions, walk_forward_splits  # noqa: E402
+from kit.models import foundation as F  # noqa: E402
+from kit.models import pinball_loss  # noqa: E402
+from kit.training import foundation as TF  # noqa: E402
+from kit.training import ldtm_positions, position_scale, walk_forward_splits  # noqa: E402
 
 ADAPTERS = [F.ChronosBoltAdapter, F.TimesFMAdapter]
 IDS = ["chronos_bolt", "timesfm"]
@@ -157,10 +160,10 @@ def test_pinball_loss_by_hand():
     # sample 1: u = 0.5, -0.5 -> 0.1*0.5, (0.9-1)*(-0.5)=0.05... tau=(0.1, 0.9)
     # rho_0.1(0.5) = 0.05, rho_0.9(-0.5) = 0.05 -> mean 0.05
     # sample 2: u = -1, -1 -> rho_0.1(-1) = 0.9, rho_0.9(-1) = 0.1 -> mean 0.5
-    got = F.pinball_loss(pred, y, mask, (0.1, 0.9))
+    got = pinball_loss(pred, y, mask, (0.1, 0.9))
     assert got.item() == pytest.approx((0.05 + 0.5) / 2)
     mask2 = torch.tensor([[True], [False]])
-    assert F.pinball_loss(pred, y, mask2, (0.1, 0.9)).item() == pytest.approx(0.05)
+    assert pinball_loss(pred, y, mask2, (0.1, 0.9)).item() == pytest.approx(0.05)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,12 +191,17 @@ def test_save_and_load_through_a_local_folder(adapter, tmp_path, monkeypatch, no
     again = F.load_adapter(name)
     assert type(again) is type(adapter)
     np.testing.assert_array_equal(again.forecast(ctx), adapter.forecast(ctx))
+    assert again.source == str(folder.resolve())
     card = again.card()
-    assert card["source"] == str(folder.resolve()) and len(card["weights_sha256"]) == 64
-    assert card["n_parameters"] == adapter.n_parameters and card["quantiles"] == [0.1, 0.5, 0.9]
+    assert card["checkpoint"] == name and card["weights_sha256"] == F.weights_sha256(folder) and len(card["weights_sha256"]) == 64
+    assert card["n_parameters"] == adapter.n_parameters and card["quantiles"] == [0.1, 0.5, 0.9] and card["model"] == adapter.name
+    assert str(tmp_path) not in repr(card)  # no machine-specific path in the architecture
+    # the catalogue name loads the default checkpoint folder too
+    assert type(F.load_adapter(adapter.name)) is type(adapter)
     # an explicit model_dir (a profile's) wins over the environment
     monkeypatch.setenv("KIT_MODEL_DIR", str(tmp_path / "elsewhere"))
     assert F.resolve_weights(name, tmp_path / "models") == folder
+    assert type(F.load_adapter(adapter.name, tmp_path / "models")) is type(adapter)
     with pytest.raises(F.MissingWeightsError):
         F.resolve_weights(name)
 
@@ -204,7 +212,7 @@ def test_missing_weights_error_names_model_folder_and_command(cls, tmp_path, mon
     name = cls.default_checkpoint
     repo = F.CHECKPOINTS[name][1]
     with pytest.raises(F.MissingWeightsError) as e:
-        cls.from_model_dir()
+        cls.from_weights_dir()
     msg = str(e.value)
     assert cls.model_name in msg and str(tmp_path / name) in msg and "does not exist" in msg
     assert f"hf download {repo} --local-dir {tmp_path / name}" in msg
@@ -226,17 +234,21 @@ def test_wrong_checkpoint_kind_is_refused(tmp_path, no_network):
         F.ChronosBoltAdapter.from_local_dir(folder)
 
 
-def test_default_model_dir_and_names(tmp_path, monkeypatch):
+def test_weights_dir_and_names(tmp_path, monkeypatch):
+    from kit import paths
+
     monkeypatch.delenv("KIT_MODEL_DIR", raising=False)
-    assert F.default_model_dir() == F._REPO_ROOT / "data" / "state" / "models"
+    monkeypatch.setenv("KIT_STATE_DIR", str(tmp_path / "state"))
+    assert paths.weights_dir() == tmp_path / "state" / "models"
     monkeypatch.setenv("KIT_MODEL_DIR", str(tmp_path))
-    assert F.default_model_dir() == tmp_path
-    assert F.default_model_dir(tmp_path / "p") == tmp_path / "p"
-    with pytest.raises(ValueError, match="unknown checkpoint"):
+    assert paths.weights_dir() == tmp_path and paths.weights_dir("") == tmp_path
+    assert paths.weights_dir(tmp_path / "p") == tmp_path / "p"
+    with pytest.raises(ValueError, match="unknown foundation model 'lag-llama'"):
         F.load_adapter("lag-llama")
     with pytest.raises(ValueError, match="folder name"):
         F.resolve_weights("amazon/chronos-bolt-small")
     assert F.download_command("chronos-bolt-small", "/m/chronos-bolt-small") == "hf download amazon/chronos-bolt-small --local-dir /m/chronos-bolt-small"
+    assert F.adapter_class("chronos-bolt-base") is F.ChronosBoltAdapter and F.adapter_class("timesfm") is F.TimesFMAdapter
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,7 +260,7 @@ def test_price_windows_against_a_loop():
     close = close_frame(120, 3).to_numpy().copy()
     close[50, 1] = np.nan
     L, P = 10, 5
-    ctx, fut, where = F.price_windows(close, 20, 90, L, P, stride=3)
+    ctx, fut, where = TF.price_windows(close, 20, 90, L, P, stride=3)
     want = []
     for t in range(89, 19, -3):
         for j in range(3):
@@ -260,10 +272,10 @@ def test_price_windows_against_a_loop():
         np.testing.assert_array_equal(c, close[t - L + 1 : t + 1, j])
         np.testing.assert_array_equal(f, close[t + 1 : t + P + 1, j])
     # max_windows keeps the most recent decision dates
-    _, _, w2 = F.price_windows(close, 20, 90, L, P, stride=3, max_windows=4)
+    _, _, w2 = TF.price_windows(close, 20, 90, L, P, stride=3, max_windows=4)
     assert len(w2) == 4 and w2[:, 0].min() >= np.sort(where[:, 0])[-4]
     with pytest.raises(ValueError, match="stride"):
-        F.price_windows(close, 0, 10, L, P, stride=0)
+        TF.price_windows(close, 0, 10, L, P, stride=0)
 
 
 def test_forecast_dates_matches_direct_calls_and_has_no_look_ahead(adapter):
@@ -271,7 +283,7 @@ def test_forecast_dates_matches_direct_calls_and_has_no_look_ahead(adapter):
     close = frame.to_numpy()
     L = 40
     dates = np.array([20, 38, 39, 68, 69, 120, 199])
-    fc = F.forecast_dates(adapter, close, dates, L)
+    fc = TF.forecast_dates(adapter, close, dates, L)
     assert fc.shape == (7, 3, 3, 3)
     # incomplete contexts: t < L - 1 for all, and symbol 2 before listing (NaN for t < 30 + L - 1)
     assert np.isnan(fc[0]).all() and np.isnan(fc[1]).all()
@@ -283,17 +295,9 @@ def test_forecast_dates_matches_direct_calls_and_has_no_look_ahead(adapter):
     # changing every close after t = 120 leaves the forecasts up to 120 unchanged
     later = close.copy()
     later[121:] *= np.linspace(0.5, 2.0, len(later) - 121)[:, None]
-    fc2 = F.forecast_dates(adapter, later, dates, L)
+    fc2 = TF.forecast_dates(adapter, later, dates, L)
     np.testing.assert_array_equal(fc2[:6], fc[:6])
     assert not np.allclose(fc2[6], fc[6])
-
-
-def test_position_scale_is_the_ldtm_rule():
-    f = np.array([[0.01, -0.02], [np.nan, 0.03]])
-    v = np.array([[0.01, 0.02], [0.01, 0.0]])
-    z = np.array([1.0, -1.0])  # the finite z: 0.01/0.01, -0.02/0.02 (0.03/0 is inf, dropped)
-    assert F.position_scale(f, v) == pytest.approx(1.0 / np.std(z))
-    assert F.position_scale(np.array([0.01]), np.array([0.01])) == 1.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -303,7 +307,7 @@ def test_position_scale_is_the_ldtm_rule():
 
 def test_walk_forward_zero_shot(adapter):
     frame = close_frame(360, 3)
-    res = F.walk_forward_foundation(frame, adapter, test_start=frame.index[280], test_size=40, context_length=64, min_train=100)
+    res = TF.walk_forward_foundation(frame, adapter, test_start=frame.index[280], test_size=40, context_length=64, min_train=100)
     splits = walk_forward_splits(frame.index, frame.index[280], 40, horizon=21, min_train=100)
     test_idx = frame.index[280:]
     assert len(res.folds) == len(splits) == 2
@@ -318,14 +322,14 @@ def test_walk_forward_zero_shot(adapter):
     assert (lo <= mid).all() and (mid <= hi).all()
     # the forecasts are forecast_dates' on the test dates
     c = frame.to_numpy()
-    direct = F.forecast_dates(adapter, c, np.arange(280, 360), 64)
+    direct = TF.forecast_dates(adapter, c, np.arange(280, 360), 64)
     np.testing.assert_allclose(res.quantile_forecasts[0.9][5].to_numpy(), direct[:, :, 1, 2], rtol=0, atol=1e-12)
     assert res.folds["crossings_rearranged"].sum() == adapter.last_crossings
     # positions: tanh(s * q50_1d / daily vol), s from the validation block only
     daily_vol = res.ex_ante_vol.to_numpy() / np.sqrt(252)
     for k, s in enumerate(splits):
-        fv = F.forecast_dates(adapter, c, np.arange(*s.val), 64)[:, :, 0, 1]
-        scale = F.position_scale(fv, daily_vol[s.val[0] : s.val[1]])
+        fv = TF.forecast_dates(adapter, c, np.arange(*s.val), 64)[:, :, 0, 1]
+        scale = position_scale(fv, daily_vol[s.val[0] : s.val[1]])
         assert res.folds["position_scale"].iloc[k] == pytest.approx(scale)
         t0, t1 = s.test
         want = ldtm_positions(direct[t0 - 280 : t1 - 280, :, 0, 1], daily_vol[t0:t1], scale)
@@ -334,7 +338,7 @@ def test_walk_forward_zero_shot(adapter):
     # no look-ahead: prices after the first test block change nothing in it
     later = frame.copy()
     later.iloc[320:] *= 1.5
-    res2 = F.walk_forward_foundation(later, adapter, test_start=frame.index[280], test_size=40, context_length=64, min_train=100)
+    res2 = TF.walk_forward_foundation(later, adapter, test_start=frame.index[280], test_size=40, context_length=64, min_train=100)
     pd.testing.assert_frame_equal(res2.positions.iloc[:40], res.positions.iloc[:40])
     pd.testing.assert_frame_equal(res2.quantile_forecasts[0.1][21].iloc[:40], res.quantile_forecasts[0.1][21].iloc[:40])
 
@@ -342,9 +346,9 @@ def test_walk_forward_zero_shot(adapter):
 def test_walk_forward_refuses_bad_input(adapter):
     frame = close_frame(200, 3)
     with pytest.raises(ValueError, match="DatetimeIndex"):
-        F.walk_forward_foundation(frame.reset_index(drop=True), adapter, test_start=150)
+        TF.walk_forward_foundation(frame.reset_index(drop=True), adapter, test_start=150)
     with pytest.raises(ValueError, match="context_length"):
-        F.walk_forward_foundation(frame, adapter, test_start=frame.index[150], context_length=1)
+        TF.walk_forward_foundation(frame, adapter, test_start=frame.index[150], context_length=1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,34 +367,34 @@ def trending(T=420, N=2, seed=0):
 @pytest.mark.parametrize("cls", ADAPTERS, ids=IDS)
 def test_fine_tune_lowers_validation_loss_and_is_reproducible(cls):
     c = trending().to_numpy()
-    cfg = F.FineTuneConfig(epochs=3, patience=2, lr=3e-3, batch_size=32, seed=0)
-    tr = F.price_windows(c, 0, 300, 48, 21, stride=5)[:2]
-    va = F.price_windows(c, 321, 398, 48, 21, stride=5)[:2]
+    cfg = TF.FineTuneConfig(epochs=3, patience=2, lr=3e-3, batch_size=32, seed=0)
+    tr = TF.price_windows(c, 0, 300, 48, 21, stride=5)[:2]
+    va = TF.price_windows(c, 321, 398, 48, 21, stride=5)[:2]
     a = cls.tiny(seed=0)
     before = a.forecast(va[0])
-    res = F.fine_tune(a, tr, va, config=cfg)
+    res = TF.fine_tune(a, tr, va, config=cfg)
     assert res.best_val_loss < res.val_loss_zero_shot and a.fine_tuned and res.best_epoch >= 0
     assert res.epochs_run == len(res.history) <= 3
     # the validation loss reported is the restored weights' loss
     rel_ctx = torch.tensor(va[0] / va[0][:, -1:], dtype=torch.float32)
     y = torch.tensor(va[1] / va[0][:, -1:] - 1.0, dtype=torch.float32)
     with torch.no_grad():
-        got = F.pinball_loss(a.quantile_path(rel_ctx)[:, :21] - 1.0, y, torch.ones_like(y, dtype=torch.bool), a.model_quantiles)
+        got = pinball_loss(a.quantile_path(rel_ctx)[:, :21] - 1.0, y, torch.ones_like(y, dtype=torch.bool), a.model_quantiles)
     assert got.item() == pytest.approx(res.best_val_loss, rel=1e-5)
     assert not np.allclose(a.forecast(va[0]), before)
     b = cls.tiny(seed=0)
-    F.fine_tune(b, tr, va, config=cfg)
+    TF.fine_tune(b, tr, va, config=cfg)
     np.testing.assert_array_equal(b.forecast(va[0]), a.forecast(va[0]))
 
 
 def test_fine_tune_keeps_the_start_weights_when_nothing_improves():
     c = trending().to_numpy()
-    tr = F.price_windows(c, 0, 300, 48, 21, stride=4)[:2]
-    va = F.price_windows(c, 321, 398, 48, 21, stride=4)[:2]
+    tr = TF.price_windows(c, 0, 300, 48, 21, stride=4)[:2]
+    va = TF.price_windows(c, 321, 398, 48, 21, stride=4)[:2]
     a = F.ChronosBoltAdapter.tiny(seed=0)
     before = a.forecast(va[0])
     # a learning rate this large ruins the weights in one step: no epoch beats the start
-    res = F.fine_tune(a, tr, va, epochs=1, patience=1, config=F.FineTuneConfig(lr=50.0, max_grad_norm=1e6))
+    res = TF.fine_tune(a, tr, va, epochs=1, patience=1, config=TF.FineTuneConfig(lr=50.0, max_grad_norm=1e6))
     assert res.best_epoch == -1 and res.best_val_loss == res.val_loss_zero_shot and not a.fine_tuned
     np.testing.assert_array_equal(a.forecast(va[0]), before)
 
@@ -399,11 +403,11 @@ def test_fine_tune_refuses_bad_windows():
     a = F.ChronosBoltAdapter.tiny(seed=0)
     ctx = prices(4, 48)
     with pytest.raises(ValueError, match="prediction length"):
-        F.fine_tune(a, (ctx, ctx[:, :30]), (ctx, ctx[:, :30]))
+        TF.fine_tune(a, (ctx, ctx[:, :30]), (ctx, ctx[:, :30]))
     with pytest.raises(ValueError, match="needs training and validation windows"):
-        F.fine_tune(a, (ctx[:0], ctx[:0, :21]), (ctx, ctx[:, :21]))
+        TF.fine_tune(a, (ctx[:0], ctx[:0, :21]), (ctx, ctx[:, :21]))
     with pytest.raises(ValueError, match=">= 1"):
-        F.fine_tune(a, (ctx, ctx[:, :21]), (ctx, ctx[:, :21]), epochs=0)
+        TF.fine_tune(a, (ctx, ctx[:, :21]), (ctx, ctx[:, :21]), epochs=0)
 
 
 def test_walk_forward_fine_tuned_leaves_the_base_model_unchanged():
@@ -411,11 +415,155 @@ def test_walk_forward_fine_tuned_leaves_the_base_model_unchanged():
     a = F.TimesFMAdapter.tiny(seed=0)
     ctx = frame.to_numpy().T[:, -64:]
     before = a.forecast(ctx)
-    cfg = F.FineTuneConfig(epochs=2, patience=1, lr=3e-3, window_stride=4)
-    res = F.walk_forward_foundation(frame, a, test_start=frame.index[340], test_size=30, context_length=48, min_train=100, fine_tune_config=cfg)
+    cfg = TF.FineTuneConfig(epochs=2, patience=1, lr=3e-3, window_stride=4)
+    res = TF.walk_forward_foundation(frame, a, test_start=frame.index[340], test_size=30, context_length=48, min_train=100, fine_tune_config=cfg)
     np.testing.assert_array_equal(a.forecast(ctx), before)
     assert len(res.folds) == 2 and (res.folds["leakage_rows"] == 0).all()
     assert (res.folds["train_windows"] > 0).all() and (res.folds["val_windows"] > 0).all()
     assert (res.folds["val_loss"] <= res.folds["val_loss_zero_shot"]).all()
     assert set(res.history.columns) >= {"fold", "epoch", "train_loss", "val_loss"}
     assert np.isfinite(res.positions.to_numpy()).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# catalogue, checkpoints (weights_only) and the registry
+# ------------------------------------------------------------------------------------------------
+
+
+def test_catalogue_entries():
+    from kit.models import CATALOGUE, FOUNDATION_MODELS, MODEL_LABELS, build_model, make_model
+
+    assert FOUNDATION_MODELS == ("chronos_bolt", "timesfm")
+    assert {CATALOGUE[n].kind for n in FOUNDATION_MODELS} == {"foundation"}
+    assert MODEL_LABELS["chronos_bolt"] == "Chronos-Bolt" and MODEL_LABELS["timesfm"] == "TimesFM 2.5"
+    with pytest.raises(ValueError, match="loaded from local weights"):
+        make_model("timesfm", 8)
+    for cls in ADAPTERS:
+        a = cls.tiny(seed=3)
+        m = build_model({"model": cls.name, **a.config_dict()})
+        assert type(m) is type(a.model) and sum(p.numel() for p in m.parameters()) == a.n_parameters
+    with pytest.raises(ValueError, match="does not hold a Chronos-Bolt checkpoint"):
+        build_model({"model": "chronos_bolt", **F.TimesFMAdapter.tiny().config_dict()})
+
+
+def test_zero_shot_checkpoint_points_at_the_weights_folder(adapter, tmp_path, monkeypatch, no_network):
+    from kit.models import CheckpointError, load_checkpoint, read_payload, save_foundation
+
+    folder = adapter.save(tmp_path / "w" / adapter.default_checkpoint)
+    a = type(adapter).from_local_dir(folder)
+    path = save_foundation(tmp_path / "zs.pt", a, data_sha256="abc", train_period=("2015-01-02", "2016-03-01"), extra={"fold": 1})
+    payload = read_payload(path)  # torch.load(weights_only=True)
+    assert "state_dict" not in payload and payload["format"] == "kit.foundation/1"
+    assert payload["weights"] == {"checkpoint": adapter.default_checkpoint, "folder": str(folder.resolve()), "sha256": F.weights_sha256(folder)}
+    assert payload["architecture"] == a.card() and payload["config"]["model"] == adapter.name
+    assert path.stat().st_size < 20_000  # a reference, not a copy of the weights
+    ctx = prices(3, 64, seed=9)
+    model, _ = load_checkpoint(path)
+    np.testing.assert_array_equal(F.adapter_for(model).forecast(ctx), adapter.forecast(ctx))
+    # the folder moved: found again by its checkpoint name under the weights folder
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    folder.rename(moved / folder.name)
+    monkeypatch.setenv("KIT_MODEL_DIR", str(moved))
+    np.testing.assert_array_equal(F.adapter_for(load_checkpoint(path)[0]).forecast(ctx), adapter.forecast(ctx))
+    # other weights under the same name are refused; no folder at all names the download command
+    type(adapter).tiny(seed=5).save(moved / folder.name)
+    with pytest.raises(CheckpointError, match="not those the checkpoint was made with"):
+        load_checkpoint(path)
+    monkeypatch.setenv("KIT_MODEL_DIR", str(tmp_path / "empty"))
+    import shutil
+
+    shutil.rmtree(moved)
+    with pytest.raises(F.MissingWeightsError, match="hf download"):
+        load_checkpoint(path)
+
+
+def test_fine_tuned_and_random_checkpoints_carry_their_state_dict(tmp_path):
+    from kit.models import load_checkpoint, read_payload, save_foundation
+
+    ctx = prices(3, 64, seed=10)
+    for cls in ADAPTERS:
+        a = cls.tiny(seed=2)
+        with torch.no_grad():
+            next(a.model.parameters()).add_(0.01)  # stands in for fine-tuned weights
+        a.fine_tuned = True
+        path = save_foundation(tmp_path / f"{cls.name}.pt", a)
+        payload = read_payload(path)
+        assert "state_dict" in payload and payload["architecture"]["fine_tuned"] is True
+        model, _ = load_checkpoint(path)  # rebuilt through the catalogue, weights_only
+        np.testing.assert_array_equal(F.adapter_for(model).forecast(ctx), a.forecast(ctx))
+        r = cls.tiny(seed=4)  # random, zero-shot, no folder: the weights must travel too
+        assert "state_dict" in read_payload(save_foundation(tmp_path / "r.pt", r))
+        np.testing.assert_array_equal(F.adapter_for(load_checkpoint(tmp_path / "r.pt")[0]).forecast(ctx), r.forecast(ctx))
+    with pytest.raises(TypeError, match="not a foundation model"):
+        F.adapter_for(torch.nn.Linear(2, 2))
+
+
+def test_a_walk_forward_result_is_registered_and_loaded_back(tmp_path, monkeypatch, no_network):
+    from kit.store import registry
+
+    monkeypatch.setenv("KIT_MODEL_DIR", str(tmp_path / "weights"))
+    folder = F.ChronosBoltAdapter.tiny(seed=0).save(tmp_path / "weights" / "chronos-bolt-small")
+    a = F.load_adapter("chronos_bolt")
+    frame = close_frame(360, 3)
+    res = TF.walk_forward_foundation(frame, a, test_start=frame.index[280], test_size=40, context_length=64, min_train=100,
+                                     checkpoint_dir=tmp_path / "ck", data_sha256="d" * 64)
+    assert res.folds["checkpoint"].notna().tolist() == [False, True]  # the last fold's model
+    db = f"sqlite:///{tmp_path / 'reg.db'}"
+    try:
+        out = registry.register_and_gate({"chronos_bolt": res}, frame, "universe3-test", db=db)
+        m = registry.get_model(int(out["model_id"].iloc[0]), db=db)
+        assert m["forecaster"] and m["name"] == "chronos_bolt"
+        with registry.read_tx(registry.get_engine(db)) as conn:
+            arch = conn.execute(registry.sa.select(registry.S.arch_versions.c.architecture)).scalar()
+        assert arch["weights_sha256"] == F.weights_sha256(folder) and arch["checkpoint"] == "chronos-bolt-small"
+        model, payload = registry.load_model(m["id"], db=db)
+        ctx = prices(2, 64, seed=11)
+        np.testing.assert_array_equal(F.adapter_for(model).forecast(ctx), a.forecast(ctx))
+        assert payload["position_scale"] == pytest.approx(res.folds["position_scale"].iloc[-1])
+    finally:
+        from kit.store import engine as kdb
+
+        kdb.dispose_engines()
+
+
+# ------------------------------------------------------------------------------------------------
+# the notebook's entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def test_foundation_settings_are_checked():
+    s = TF.FoundationSettings.from_params({"foundation_models": ["chronos_bolt", "chronos-bolt-base"], "other": 1})
+    assert s.foundation_models == ("chronos_bolt", "chronos-bolt-base") and not s.foundation_fine_tune
+    assert [s.result_name(m) for m in ("chronos_bolt", "chronos-bolt-small", "chronos-bolt-base", "timesfm")] == [
+        "chronos_bolt", "chronos_bolt", "chronos_bolt_base", "timesfm"]
+    for bad, match in [
+        ({"foundation_models": "chronos_bolt"}, "must be a list"),
+        ({"foundation_models": ["lag_llama"]}, "unknown foundation model 'lag_llama'"),
+        ({"foundation_models": ["timesfm", "timesfm"]}, "twice"),
+        ({"foundation_fine_tune": "yes"}, "true or false"),
+        ({"foundation_epochs": 0}, "foundation_epochs must be an integer >= 1"),
+        ({"foundation_context_length": 1.5}, "foundation_context_length"),
+        ({"model_dir": 3}, "model_dir must be a string"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            TF.FoundationSettings.from_params(bad, where="t")
+
+
+def test_foundation_run_skips_missing_weights_and_runs_present_ones(tmp_path, monkeypatch, no_network):
+    from kit.training import WalkForwardSettings
+
+    monkeypatch.setenv("KIT_MODEL_DIR", str(tmp_path / "not-here"))
+    frame = close_frame(360, 3)
+    wf = WalkForwardSettings(test_start=str(frame.index[280].date()), test_size=40)
+    F.ChronosBoltAdapter.tiny(seed=0).save(tmp_path / "w" / "chronos-bolt-small")
+    s = TF.FoundationSettings(("chronos_bolt", "timesfm"), foundation_context_length=64, model_dir=str(tmp_path / "w"))
+    run = s.run(frame, wf, progress=False)
+    assert list(run.results) == ["chronos_bolt"] and run.labels == {"chronos_bolt": "Chronos-Bolt zero-shot"}
+    assert run.skipped["model"].tolist() == ["timesfm"]
+    reason = run.skipped["reason"].iloc[0]
+    assert str(tmp_path / "w" / "timesfm-2.5-200m-transformers") in reason and "hf download google/timesfm-2.5-200m-transformers" in reason
+    r = run.results["chronos_bolt"]
+    assert (r.folds["leakage_rows"] == 0).all() and r.positions.index[0] == frame.index[280]
+    empty = TF.FoundationSettings().run(frame, wf)
+    assert empty.results == {} and empty.skipped.empty

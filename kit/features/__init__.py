@@ -11,7 +11,14 @@ from .indicators import daily_returns, ex_ante_vol, macd_signal, normalised_retu
 from .sets import FEATURE_SETS, FeatureArray, FeatureSetSpec, dmn_features, feature_set, stack_features
 from .streaming import StreamingFeatures, StreamingStateError
 from .targets import forward_returns, next_day_target
-from .windows import make_samples, make_sequences, padded_windows, rolling_windows, sliding_windows
+from .windows import (
+    complete_windows,
+    make_samples,
+    make_sequences,
+    padded_windows,
+    rolling_windows,
+    sliding_windows,
+)
 
 __all__ = [
     "kernels",
@@ -30,6 +37,7 @@ __all__ = [
     "StreamingStateError",
     "forward_returns",
     "next_day_target",
+    "complete_windows",
     "make_samples",
     "make_sequences",
     "padded_windows",

@@ -4,7 +4,10 @@ and factory. Adding a model is one entry here plus its module.
 Kinds: ``position`` models map a window ``(B, L, F)`` to positions ``(B, L)`` in [-1, 1] and train
 with the Sharpe loss; ``forecaster`` models map ``(B, L, F)`` to forward returns ``(B, H)`` per
 horizon and train with the multi-horizon MSE; ``ensemble`` combines position models
-(:class:`kit.models.ensemble.PositionEnsemble`).
+(:class:`kit.models.ensemble.PositionEnsemble`); ``foundation`` models are pretrained forecasters
+read from local weights (:mod:`kit.models.foundation`): prices ``(B, L)`` to return quantiles
+``(B, H, 3)``, used zero-shot or fine-tuned with the pinball loss, so they have no ``make`` from the
+flat hyperparameters; their ``build`` rebuilds a fine-tuned checkpoint's module from its config.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ from torch import nn
 
 from .baselines import BaselineConfig, PerStepBaseline
 from .dmn_lstm import DeepMomentumLSTM, DMNConfig
+from .foundation import build_module
 from .ldtm import LDTMConfig, LDTMForecaster
 from .transformer import MomentumTransformer, TransformerConfig
 
-__all__ = ["ModelSpec", "CATALOGUE", "MODEL_NAMES", "MODEL_LABELS", "POSITION_MODELS", "model_spec", "make_model", "build_model"]
+__all__ = [
+    "ModelSpec", "CATALOGUE", "MODEL_NAMES", "MODEL_LABELS", "POSITION_MODELS", "FOUNDATION_MODELS", "model_spec", "make_model",
+    "build_model",
+]
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,12 @@ class ModelSpec:
     ----------
     name : the key used in profiles, registries and checkpoints (``config["model"]``).
     label : the name shown in reports.
-    kind : ``"position"``, ``"forecaster"`` or ``"ensemble"``.
-    config : the configuration dataclass (``None`` for the ensemble).
+    kind : ``"position"``, ``"forecaster"``, ``"ensemble"`` or ``"foundation"``.
+    config : the configuration dataclass (``None`` for the ensemble and the foundation models, whose
+        config is a ``transformers`` class of the optional extra).
     make : ``make(n_features, hidden_size, dropout, num_layers, n_heads) -> nn.Module`` from the
-        profiles' flat hyperparameters (``None`` for the ensemble, built from its members).
+        profiles' flat hyperparameters (``None`` for the ensemble, built from its members, and the
+        foundation models, loaded from local weights).
     build : ``build(config_dict_without_model_key) -> nn.Module``, rebuilding a checkpoint's model.
     """
 
@@ -81,6 +90,8 @@ CATALOGUE: dict[str, ModelSpec] = {
             _ldtm_build,
         ),
         ModelSpec("ensemble", "Ensemble", "ensemble", None, None, None),
+        ModelSpec("chronos_bolt", "Chronos-Bolt", "foundation", None, None, lambda cfg: build_module("chronos_bolt", cfg)),
+        ModelSpec("timesfm", "TimesFM 2.5", "foundation", None, None, lambda cfg: build_module("timesfm", cfg)),
     )
 }
 
@@ -90,6 +101,8 @@ MODEL_LABELS = {n: s.label for n, s in CATALOGUE.items()}
 """name -> report label, ensemble included."""
 POSITION_MODELS = tuple(n for n, s in CATALOGUE.items() if s.kind == "position")
 """The models trained with the Sharpe loss on the DMN inputs (ensemble members)."""
+FOUNDATION_MODELS = tuple(n for n, s in CATALOGUE.items() if s.kind == "foundation")
+"""The pretrained forecasters read from local weights (:mod:`kit.models.foundation`)."""
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -116,15 +129,16 @@ def make_model(
     Raises
     ------
     ValueError
-        Unknown name, a model not of ``kind``, or the ensemble (built from trained members, not
-        from hyperparameters).
+        Unknown name, a model not of ``kind``, the ensemble (built from trained members, not
+        from hyperparameters) or a foundation model (loaded from local weights).
     """
     spec = model_spec(name)
     if kind is not None and spec.kind != kind:
         known = [n for n, s in CATALOGUE.items() if s.kind == kind]
         raise ValueError(f"model {name!r} is not a {kind} model; known: {known}")
     if spec.make is None:
-        raise ValueError(f"model {name!r} is built from trained members, not from hyperparameters")
+        how = "loaded from local weights (kit.models.foundation.load_adapter)" if spec.kind == "foundation" else "built from trained members"
+        raise ValueError(f"model {name!r} is {how}, not from hyperparameters")
     return spec.make(n_features, hidden_size, dropout, num_layers, n_heads)
 
 

@@ -14,7 +14,16 @@ Formats (``payload["format"]``):
   ``config`` shared by all);
 * ``kit.ensemble/1``: ``config = {"model": "ensemble", "members": [member configs], ...}``,
   ``members`` (the members' ``kit.model/1`` payloads) and ``weights`` (name -> weight, in member
-  order).
+  order);
+* ``kit.foundation/1`` (a foundation model, :mod:`kit.models.foundation`): ``config = {"model":
+  "chronos_bolt" | "timesfm", **the transformers config}``, ``architecture`` (the adapter's
+  :meth:`~kit.models.foundation.ForecasterAdapter.card`), ``weights = {"checkpoint", "folder",
+  "sha256"}`` naming the pretrained weights folder and the sha256 of its weight files, the metadata
+  of ``kit.model/1``, and a ``state_dict`` only when the weights are not those of the folder
+  (fine-tuned, or a random test model): a zero-shot model is a few kilobytes that point at the
+  weights instead of a copy of hundreds of megabytes. Loading it reads the folder (recorded path,
+  else the same checkpoint name under :func:`kit.paths.weights_dir`) and refuses weights whose
+  sha256 differs.
 
 Files written before formats were recorded (no ``format`` key) are recognised by their keys.
 """
@@ -32,6 +41,7 @@ from ..base.atomic import atomic_path
 from ..base.jsonable import jsonable
 from .catalogue import build_model
 from .ensemble import PositionEnsemble
+from .foundation import adapter_class, weights_sha256
 
 __all__ = [
     "CheckpointError",
@@ -39,6 +49,7 @@ __all__ = [
     "save_checkpoint",
     "save_bundle",
     "save_ensemble",
+    "save_foundation",
     "ensemble_payload",
     "read_payload",
     "load_checkpoint",
@@ -48,6 +59,7 @@ __all__ = [
 MODEL_FORMAT = "kit.model/1"
 BUNDLE_FORMAT = "kit.bundle/1"
 ENSEMBLE_FORMAT = "kit.ensemble/1"
+FOUNDATION_FORMAT = "kit.foundation/1"
 
 
 class CheckpointError(ValueError):
@@ -135,6 +147,53 @@ def save_ensemble(path, member_paths, weights, method: str | None = None) -> Pat
     return _write(ensemble_payload(member_paths, weights, method), path)
 
 
+def save_foundation(path, adapter, *, data_sha256: str = "", train_period=(None, None), extra: dict | None = None) -> Path:
+    """Write a foundation model's checkpoint (``kit.foundation/1``, see the module docstring)
+    atomically: a reference to its weights folder and their sha256 for a zero-shot model loaded
+    from a folder; its state dict as well when fine-tuned (or a random model without a folder).
+
+    Parameters
+    ----------
+    adapter : a :class:`kit.models.foundation.ForecasterAdapter`.
+    data_sha256, train_period, extra : as :func:`save_checkpoint` (the training period of a
+        zero-shot model is the period its position scale was fitted on).
+
+    Returns
+    -------
+    The path.
+    """
+    card = adapter.card()
+    payload = {
+        "format": FOUNDATION_FORMAT,
+        "config": {"model": adapter.name, **adapter.config_dict()},
+        "architecture": card,
+        "weights": {"checkpoint": adapter.checkpoint, "folder": adapter.source, "sha256": card["weights_sha256"]},
+        **_meta(["close"], data_sha256, train_period, extra),
+    }
+    if adapter.fine_tuned or card["weights_sha256"] is None:
+        payload["state_dict"] = adapter.model.state_dict()
+    return _write(payload, path)
+
+
+def _foundation_from_folder(payload: dict) -> nn.Module:
+    """The module of a zero-shot ``kit.foundation/1`` payload, read from its weights folder after
+    checking their sha256."""
+    from ..paths import weights_dir
+
+    w = payload.get("weights") or {}
+    cls = adapter_class(payload["config"]["model"])
+    folder = Path(str(w.get("folder", "")))
+    if not folder.is_dir():
+        folder = weights_dir() / str(w.get("checkpoint", ""))
+    adapter = cls.from_local_dir(folder)  # MissingWeightsError (with the download command) when absent
+    sha = weights_sha256(folder)
+    if sha != w.get("sha256"):
+        raise CheckpointError(
+            f"the weights in {folder} (sha256 {sha[:12]}) are not those the checkpoint was made with ({str(w.get('sha256'))[:12]})"
+        )
+    return adapter.model.eval()
+
+
 def read_payload(path) -> dict:
     """The checkpoint's dict, read with ``weights_only=True`` (nothing is unpickled).
 
@@ -165,14 +224,20 @@ def read_payload(path) -> dict:
 
 
 def model_from_payload(payload: dict) -> nn.Module:
-    """The model a payload describes, in eval mode: a single model, a :class:`ForecasterBundle` or a
-    :class:`PositionEnsemble`.
+    """The model a payload describes, in eval mode: a single model, a :class:`ForecasterBundle`, a
+    :class:`PositionEnsemble`, or a foundation model's module (wrap it with
+    :func:`kit.models.foundation.adapter_for`).
 
     Raises
     ------
     CheckpointError
-        The weights do not fit the config (missing or unexpected keys, wrong shapes).
+        The weights do not fit the config (missing or unexpected keys, wrong shapes), or a zero-shot
+        foundation checkpoint's weights folder holds other weights than recorded.
+    kit.models.foundation.MissingWeightsError
+        A zero-shot foundation checkpoint whose weights folder is missing.
     """
+    if payload.get("format") == FOUNDATION_FORMAT and "state_dict" not in payload:  # zero-shot: the weights folder
+        return _foundation_from_folder(payload)
     try:
         if "members" in payload:  # kit.ensemble/1
             members = [model_from_payload(p) for p in payload["members"]]

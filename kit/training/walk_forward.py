@@ -41,6 +41,7 @@ __all__ = [
     "predict_positions",
     "predict_forecasts",
     "ldtm_positions",
+    "position_scale",
     "walk_forward",
     "walk_forward_dmn",
     "walk_forward_ldtm",
@@ -266,8 +267,8 @@ def ldtm_positions(forecast: np.ndarray, daily_vol: np.ndarray, scale: float) ->
 
     ``forecast / daily_vol`` is the forecast in units of the asset's ex-ante daily volatility (a
     z-score); ``scale`` maps a typical z-score to a moderate position. :func:`walk_forward_ldtm`
-    sets ``scale = 1 / std(z)`` over the fold's validation forecasts (pooled over symbols), so
-    nothing from the test block enters. NaN where the forecast or volatility is unknown or the
+    and :func:`kit.training.foundation.walk_forward_foundation` set it with :func:`position_scale`
+    on the fold's validation forecasts, so nothing from the test block enters. NaN where the forecast or volatility is unknown or the
     volatility is not positive. Shapes: any, broadcast; float64.
 
     Raises
@@ -282,6 +283,39 @@ def ldtm_positions(forecast: np.ndarray, daily_vol: np.ndarray, scale: float) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(np.isfinite(v) & (v > 0), f / v, np.nan)
     return np.tanh(scale * z)
+
+
+
+def position_scale(forecast_1d, daily_vol) -> float:
+    """The scale ``s`` of :func:`ldtm_positions`, fitted on validation forecasts:
+    ``s = 1 / std(z)`` with ``z = forecast_1d / daily_vol`` pooled over every (date, symbol) pair
+    where z is finite (population standard deviation), so that a one-standard-deviation forecast
+    maps to ``tanh(1) = 0.76``.
+
+    Parameters
+    ----------
+    forecast_1d : array of one-day return forecasts on the validation dates, any shape (e.g.
+        ``(T_val, N)``; NaN where there is none).
+    daily_vol : ex-ante daily volatility, same shape (annualised vol / sqrt(252)).
+
+    Returns
+    -------
+    float > 0; 1.0 when fewer than 2 finite z or when they do not vary.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ.
+    """
+    f = np.asarray(forecast_1d, dtype="float64")
+    v = np.asarray(daily_vol, dtype="float64")
+    if f.shape != v.shape:
+        raise ValueError(f"forecast_1d {f.shape} and daily_vol {v.shape} must have the same shape")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = f / v
+    z = z[np.isfinite(z)]
+    sd = float(np.std(z)) if len(z) > 1 else 0.0
+    return 1.0 / sd if sd > 0 else 1.0
 
 
 
@@ -318,7 +352,8 @@ def walk_forward_ldtm(
     otherwise it has no position in that fold's test block (NaN = not live).
 
     Positions for the backtest: :func:`ldtm_positions` on the one-day forecast, scaled by the
-    ex-ante daily volatility, with its scale fitted on the fold's validation forecasts only.
+    ex-ante daily volatility, with its scale fitted on the fold's validation forecasts only
+    (:func:`position_scale`).
 
     Parameters
     ----------
@@ -392,16 +427,11 @@ def walk_forward_ldtm(
         t0, t1 = split.test
         v0, v1 = split.val
         test_fc = np.full((t1 - t0, len(symbols), len(horizons)), np.nan)
-        z_val = []
+        val_fc = np.full((v1 - v0, len(symbols)), np.nan)
         for model, j in zip(fit.models, trained, strict=True):
             test_fc[:, j] = predict_forecasts(model, X[:, j], t0, t1, lookback)
-            fv = predict_forecasts(model, X[:, j], v0, v1, lookback)[:, 0]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z_val.append(fv / daily_vol[v0:v1, j])
-        z = np.concatenate(z_val)
-        z = z[np.isfinite(z)]
-        sd = float(np.std(z)) if len(z) > 1 else 0.0
-        scale = 1.0 / sd if sd > 0 else 1.0
+            val_fc[:, j] = predict_forecasts(model, X[:, j], v0, v1, lookback)[:, 0]
+        scale = position_scale(val_fc.T, daily_vol[v0:v1].T)  # symbol-major, as the per-symbol loop pooled them
         pos = ldtm_positions(test_fc[:, :, 0], daily_vol[t0:t1], scale)
         test_dates = dates[t0:t1]
         pos_blocks.append(pd.DataFrame(pos, index=test_dates, columns=symbols))
