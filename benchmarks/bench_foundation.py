@@ -1,4 +1,4 @@
-"""Inference cost per symbol-day of the foundation-model adapters (kit.foundation), on the CPU,
+"""Inference cost per symbol-day of the foundation-model adapters (kit.models.foundation), on the CPU,
 against the kit's per-ticker LSTM (LDTM) measured in the same process.
 
 No weights are downloaded: every model here has RANDOM weights. Compute cost does not depend on the
@@ -77,7 +77,7 @@ def main():
 
 def run(args):
     try:
-        from kit import foundation as F
+        from kit.models import foundation as F
 
         F.ChronosBoltAdapter.tiny_config()
     except ImportError as exc:

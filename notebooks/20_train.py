@@ -14,6 +14,9 @@
 # (21-day embargo); its position is `tanh(s · forecast_1d / daily ex-ante vol)` with `s` fitted on
 # the fold's validation forecasts. The loss is minus the annualised Sharpe ratio of the
 # captured return `position_t · target_vol / ex_ante_vol_t · r_{t+1}` (target volatility 15%).
+# Pretrained time-series foundation models (Chronos-Bolt, TimesFM 2.5; `foundation_models`) join the
+# comparison when their weights are in the local weights folder: same folds, embargo and position
+# rule as `ldtm`, on their median 1-day forecast, with their 10% and 90% quantiles kept.
 # Walk-forward with an expanding window: before each test block every model is retrained from scratch
 # on all earlier data, the last 10% of the window is the validation set for early stopping, and only
 # the test blocks' positions are kept. Each fold's leakage count (training or validation rows whose
@@ -55,6 +58,13 @@ ldtm_hidden_size = 16          # seed 003 uses 128, as the profiles do
 ldtm_lookback = 30             # window in trading days
 ldtm_sample_stride = 1         # keep every k-th overlapping training window (most recent first)
 
+# Foundation models, read from local weights only (never downloaded; README: download once with `hf download`)
+foundation_models = []         # e.g. ["chronos_bolt", "timesfm"]; one whose weights folder is missing is skipped, with the reason
+foundation_fine_tune = False   # also fine-tune each on every fold's training windows (early stopping on validation)
+foundation_epochs = 5          # maximum fine-tuning epochs per fold
+foundation_context_length = 512  # closes per context, ending at the decision date
+model_dir = ""                 # weights folder; empty: $KIT_MODEL_DIR, else data/state/models
+
 # Registry: every trained model is registered as a candidate and put through the promotion gate
 registry_scope = ""            # empty: derived from the universe (registry.universe_scope)
 db_url = ""                    # empty: $KIT_DB_URL or data/state/kit.db in a profile run; a temporary SQLite file when run by hand
@@ -72,10 +82,11 @@ import tempfile
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from kit import data, reports, training
+from kit import analytics, data, reports, training
 from kit.models import MODEL_LABELS
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
+foundation_settings = training.FoundationSettings.from_params(globals())
 prices, quality, universe = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end)
 frames = data.wide_fields(prices)
 close = frames["close"]
@@ -101,17 +112,45 @@ print(f"configurations tried: {configurations_tried}")
 
 # %%
 results = {}
+data_sha = data.data_sha256(data_path or None)
 for name in models:
     results[name] = settings.run(
         frames, name, hyper=searches[name].best_params if name in searches else None,
-        checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None),
+        checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data_sha,
     )
+
+# %% [markdown]
+# ## Foundation models
+# Chronos-Bolt (Ansari et al., 2024) and TimesFM 2.5 (Das et al., 2024) forecast the 10%, 50% and 90%
+# quantiles of the 1-, 5- and 21-day returns from the last `foundation_context_length` closes (divided
+# by the last one). Zero-shot the pretrained weights never change; with `foundation_fine_tune` each
+# fold also gets a copy fine-tuned on its training windows with the pinball loss (early stopping on
+# its validation windows). Positions follow the median 1-day forecast by the `ldtm` rule. Published
+# studies find these models weak zero-shot forecasters of daily stock returns; this measures them
+# under the same rules as the kit's own models. Weights are read from the local weights folder only;
+# a model whose folder is missing is skipped, and the reason says where to put it.
+
+# %%
+foundation = foundation_settings.run(close, settings, checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data_sha)
+if not foundation_models:
+    print("no foundation models requested (foundation_models is empty)")
+for r in foundation.skipped.itertuples():
+    print(f"skipped {r.model} ({r.checkpoint}): {r.reason}\n")
+results.update(foundation.results)
+labels = {**MODEL_LABELS, **foundation.labels}
+configurations_tried += len(foundation.results)  # each is one more configuration tried on these test dates
+if foundation.results:
+    quantiles = pd.concat({labels[n]: analytics.quantile_metrics(r.quantile_forecasts, close).set_index("horizon")
+                           for n, r in foundation.results.items()})
+    display(quantiles.round(4))  # calibration of the 10-90% band (nominal coverage 0.8) and accuracy, out of sample
+
+# %%
 folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
 assert (folds["leakage_rows"] == 0).all()
 folds.drop(columns=["checkpoint"], errors="ignore")
 
 # %% [markdown]
-# Training curves: the validation loss per epoch, one line per fold (minus the validation Sharpe ratio for the position models; for `ldtm` the multi-horizon MSE averaged over the per-ticker models); validation data serve model selection only. Early stopping keeps each fold's best epoch.
+# Training curves: the validation loss per epoch, one line per fold (minus the validation Sharpe ratio for the position models; for `ldtm` the multi-horizon MSE averaged over the per-ticker models; for a fine-tuned foundation model its pinball loss); validation data serve model selection only. Early stopping keeps each fold's best epoch.
 
 # %%
 hist = pd.concat([r.history for r in results.values()], ignore_index=True)
@@ -120,9 +159,10 @@ fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze
 for ax, name in zip(axes[0], names):
     for fold, h in hist[hist["model"] == name].groupby("fold"):
         ax.plot(h["epoch"], h["val_loss"], lw=1)
-    ax.set_title(MODEL_LABELS.get(name, name))
+    ax.set_title(labels.get(name, name))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation MSE" if name == "ldtm" else "validation loss (minus Sharpe)")
+    ax.set_ylabel("validation MSE" if name == "ldtm" else "validation pinball loss" if name in foundation.results
+                  else "validation loss (minus Sharpe)")
 plt.tight_layout()
 
 # %% [markdown]
@@ -153,7 +193,7 @@ else:
 # %%
 fig, ax = plt.subplots(figsize=(11, 3.5))
 for name, r in results.items():
-    r.positions.mean(axis=1).plot(ax=ax, label=MODEL_LABELS[name], lw=1)
+    r.positions.mean(axis=1).plot(ax=ax, label=labels[name], lw=1)
 ax.axhline(0, color="black", lw=0.5)
 ax.set_title("Mean position across symbols (out of sample)")
 ax.legend()
@@ -161,7 +201,7 @@ plt.tight_layout()
 
 # %%
 for name, r in results.items():
-    reports.save_model_outputs(out_dir, name, r.positions, r.forecasts)
+    reports.save_model_outputs(out_dir, name, r.positions, r.forecasts, getattr(r, "quantile_forecasts", None))
 reports.save_table(out_dir, "folds", folds)
 reports.save_table(out_dir, "training_curves", hist)
 first = results[models[0]].positions
@@ -171,9 +211,10 @@ if run_dir:
         "folds": int(folds["fold"].nunique()), "leakage_rows": int(folds["leakage_rows"].sum()),
         "oos_start": first.index[0].date().isoformat(), "oos_end": first.index[-1].date().isoformat(),
         "configurations_tried": configurations_tried,
+        "foundation": {"labels": foundation.labels, "skipped": foundation.skipped.to_dict(orient="records")},
         "search": {n: {"best_params": s.best_params, "best_val_sharpe": s.best_val_sharpe, "trials": s.n_trials} for n, s in searches.items()},
     })
-print(f"{len(models)} model(s), {folds['fold'].nunique()} folds, out of sample {first.index[0].date()} to {first.index[-1].date()}, "
+print(f"{len(results)} model(s), {folds['fold'].nunique()} folds, out of sample {first.index[0].date()} to {first.index[-1].date()}, "
       f"leakage rows {int(folds['leakage_rows'].sum())}, configurations tried {configurations_tried}")
 
 # %% [markdown]
@@ -201,3 +242,6 @@ decisions
 # * Hyperparameters are fixed before the run, or searched on dates before `test_start` only; the number
 #   of configurations tried is recorded for the deflated Sharpe ratio.
 # * One seed per fold and model; a different seed gives different positions.
+# * Foundation models were pretrained on public time series that may include these stocks' prices in
+#   the test period; their out-of-sample figures may be optimistic for that reason. A model skipped for
+#   missing weights is not in any table here.

@@ -86,6 +86,8 @@ close = frames["close"]
 # the positions 20_train wrote into this run, or (run on its own) the same walk-forward trained here
 outputs = reports.model_outputs(run_dir, models, frames, settings)
 model_positions = {MODEL_LABELS[name]: pos for name, (pos, _) in outputs.items()}
+# the foundation models 20_train ran in this run, when their weights were present (none when run by hand)
+model_positions.update({label: reports.load_positions(run_dir, name) for name, label in reports.foundation_models_of_run(run_dir).items()})
 vol = features.ex_ante_vol(features.daily_returns(close))
 oos = next(iter(model_positions.values())).index
 n_symbols_oos = next(iter(model_positions.values())).shape[1]

@@ -2,6 +2,7 @@
 walk-forward and fine-tuning (kit.training.foundation), their checkpoints and registration. No
 download, CPU. Skipped when the optional ``[foundation]`` extra is not installed."""
 
+import os
 import socket
 
 import numpy as np
@@ -410,6 +411,7 @@ def test_fine_tune_refuses_bad_windows():
         TF.fine_tune(a, (ctx, ctx[:, :21]), (ctx, ctx[:, :21]), epochs=0)
 
 
+@pytest.mark.slow
 def test_walk_forward_fine_tuned_leaves_the_base_model_unchanged():
     frame = trending(400)
     a = F.TimesFMAdapter.tiny(seed=0)
@@ -567,3 +569,66 @@ def test_foundation_run_skips_missing_weights_and_runs_present_ones(tmp_path, mo
     assert (r.folds["leakage_rows"] == 0).all() and r.positions.index[0] == frame.index[280]
     empty = TF.FoundationSettings().run(frame, wf)
     assert empty.results == {} and empty.skipped.empty
+
+
+# ------------------------------------------------------------------------------------------------
+# the reports: 20_train -> 30_backtest -> 50_audit with a tiny model standing in for the download
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_profile_run_compares_registers_and_records_the_foundation_models(tmp_path, monkeypatch):
+    """``kit run`` of the foundation profile, shrunk: a tiny random Chronos-Bolt saved where the
+    download would go, no TimesFM weights. The run must skip TimesFM with the reason, train Chronos-Bolt
+    zero-shot and fine-tuned beside a linear model, register both, backtest them and write their
+    quantiles to the ledger."""
+    import json
+
+    import yaml
+
+    from kit import reports
+    from kit.store import ledger, registry
+
+    weights = tmp_path / "weights"
+    F.ChronosBoltAdapter.tiny(seed=0).save(weights / "chronos-bolt-small")
+    monkeypatch.setenv("KIT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("KIT_DB_URL", f"sqlite:///{tmp_path / 'state' / 'kit.db'}")
+    monkeypatch.delenv("KIT_MODEL_DIR", raising=False)
+    prof = reports.load_profile("foundation")
+    for k in ("name", "path", "10_explore"):
+        prof.pop(k, None)
+    prof["notebooks"] = ["20_train", "30_backtest", "50_audit"]
+    small = {"models": ["linear"], "epochs": 1, "patience": 1, "lookback": 21, "hidden_size": 4}
+    prof["_model"] = {**prof["_model"], **small}
+    prof["20_train"] = {**prof["20_train"], **small, "foundation_fine_tune": True, "foundation_epochs": 1,
+                        "foundation_context_length": 64, "model_dir": str(weights)}
+    prof["30_backtest"] = {**prof["30_backtest"], **small}
+    path = tmp_path / "foundation-small.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    run = reports.run_profile(profile_file=path, reports_dir=tmp_path / "reports", renderer="nbconvert")
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "ok", info
+    train = reports.load_metrics(run)["train"]
+    assert train["foundation"]["labels"] == {"chronos_bolt": "Chronos-Bolt zero-shot", "chronos_bolt_ft": "Chronos-Bolt fine-tuned"}
+    (skip,) = train["foundation"]["skipped"]
+    assert skip["model"] == "timesfm" and "hf download google/timesfm-2.5-200m-transformers" in skip["reason"]
+    assert train["configurations_tried"] == 3
+    assert set(reports.foundation_models_of_run(run)) == {"chronos_bolt", "chronos_bolt_ft"}
+    qf = reports.load_quantile_forecasts(run, "chronos_bolt")
+    assert set(qf) == {0.1, 0.5, 0.9} and (qf[0.1][21] <= qf[0.9][21]).stack().all()
+    html = (run / "20_train.html").read_text()
+    assert "skipped timesfm" in html and "coverage_10_90" in html
+    assert "Chronos-Bolt fine-tuned" in (run / "30_backtest.html").read_text()
+    db = os.environ["KIT_DB_URL"]
+    try:
+        names = set(registry.list_models(db=db)["name"])
+        assert {"linear", "chronos_bolt", "chronos_bolt_ft"} <= names
+        snaps = ledger.snapshots(db=db)
+        zs = snaps[snaps["label"].str.contains("_chronos_bolt_v")]
+        assert len(zs) and zs["forecast_q10_5"].notna().all() and (zs["forecast_q10_5"] <= zs["forecast_5"]).all()
+        assert snaps.loc[snaps["label"].str.contains("_linear_v"), "forecast_q10_5"].isna().all()
+        assert ledger.verify(db=db).ok
+    finally:
+        from kit.store import engine as kdb
+
+        kdb.dispose_engines()

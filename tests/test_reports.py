@@ -149,3 +149,18 @@ def test_profile_check_covers_shared_and_top_level_keys():
         reports.check_profile(bad)
     with pytest.raises(reports.ProfileError, match=r"unknown top-level key '20_trian' \(did you mean '20_train'\?\)"):
         reports.check_profile({**p, "20_trian": {}})
+
+
+def test_profile_check_covers_the_foundation_keys():
+    p = reports.load_profile("foundation")
+    reports.check_profile(p)  # weights are not needed to check a profile: a model without them is skipped at run time
+    assert p["20_train"]["foundation_models"] == ["chronos_bolt", "timesfm"]
+    for patch, match in [
+        ({"models": ["dmn_lstm", "timesfm"]}, "'timesfm', a foundation model read from local weights: list it in foundation_models"),
+        ({"foundation_models": ["lag_llama"]}, "unknown foundation model 'lag_llama'"),
+        ({"foundation_fine_tune": "yes"}, "foundation_fine_tune must be true or false"),
+        ({"foundation_context_length": 0}, "foundation_context_length must be an integer >= 2"),
+    ]:
+        bad = {**p, "20_train": {**p["20_train"], **patch}}
+        with pytest.raises(reports.ProfileError, match=match):
+            reports.check_values(bad, ["20_train"])

@@ -3,7 +3,7 @@ performance table and return statistics (:mod:`.performance`), one VaR/CVaR (:mo
 tests and correlation (:mod:`.stress`), and model evaluation for the registry's gate
 (:mod:`.evaluation`). Returns are daily simple returns; statistics are annualised with 252 days."""
 
-from .evaluation import fold_metrics, oos_metrics
+from .evaluation import fold_metrics, oos_metrics, quantile_metrics
 from .performance import (
     avg_profit_over_avg_loss,
     downside_deviation,
@@ -40,6 +40,7 @@ from .stress import rolling_average_correlation, stress_test
 __all__ = [
     "fold_metrics",
     "oos_metrics",
+    "quantile_metrics",
     "avg_profit_over_avg_loss",
     "downside_deviation",
     "drawdown",

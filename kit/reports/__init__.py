@@ -5,9 +5,11 @@ each other (:mod:`.artifacts`), papermill runs into versioned folders (:mod:`.ru
 from .artifacts import (
     artifacts_dir,
     checkpoint_dir,
+    foundation_models_of_run,
     load_forecasts,
     load_metrics,
     load_positions,
+    load_quantile_forecasts,
     load_table,
     model_outputs,
     save_metrics,
@@ -44,7 +46,9 @@ from .site import build_index
 __all__ = [
     "artifacts_dir",
     "checkpoint_dir",
+    "foundation_models_of_run",
     "load_forecasts",
+    "load_quantile_forecasts",
     "load_metrics",
     "load_positions",
     "load_table",

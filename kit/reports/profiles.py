@@ -230,7 +230,9 @@ def check_values(profile: dict, notebooks=None) -> None:
     """Check the values a profile gives each notebook before anything runs: every value has the type
     of the notebook's default; dates parse and ``start`` is before ``end`` (and ``test_start``
     between them); walk-forward settings are in range (:class:`kit.training.WalkForwardSettings`);
-    model names are in the catalogue; listed symbols exist in the data source.
+    model names are in the catalogue (foundation models only in ``foundation_models``, checked by
+    :class:`kit.training.FoundationSettings`; their weights are not required: a model without them
+    is skipped at run time); listed symbols exist in the data source.
 
     Raises
     ------
@@ -240,7 +242,7 @@ def check_values(profile: dict, notebooks=None) -> None:
     import pandas as pd
 
     from ..models import CATALOGUE
-    from ..training import WalkForwardSettings
+    from ..training import FoundationSettings, WalkForwardSettings
 
     where = f"profile {profile.get('name', '?')!r}"
     names = list(notebooks or profile["notebooks"])
@@ -277,6 +279,13 @@ def check_values(profile: dict, notebooks=None) -> None:
             for m in params.get(key) or []:
                 if m not in CATALOGUE:
                     raise ProfileError(f"{at}: {key} names {m!r}, not a model of the catalogue {list(CATALOGUE)}")
+                if CATALOGUE[m].kind == "foundation":
+                    raise ProfileError(f"{at}: {key} names {m!r}, a foundation model read from local weights: list it in foundation_models")
+        if any(k.startswith("foundation_") or k == "model_dir" for k in params):
+            try:
+                FoundationSettings.from_params(params, where=at)
+            except ValueError as exc:
+                raise ProfileError(str(exc)) from None
         symbols = params.get("symbols")
         if isinstance(symbols, list) and symbols:
             key = (params.get("data_path") or "", tuple(symbols))
