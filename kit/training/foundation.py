@@ -416,6 +416,7 @@ def walk_forward_foundation(
         raise ValueError(f"horizons must include 1 (positions follow the 1-day forecast), got {horizons!r}")
     H = max(hs)
     name = name or adapter.name + (FINE_TUNED_SUFFIX if fine_tune_config is not None else "")
+    _ = adapter.weights_sha256  # hashed once here, before the folds' copies (a checkpoint records it)
     c = close.to_numpy(dtype="float64")
     dates, symbols = close.index, close.columns
     vol = ex_ante_vol(daily_returns(close))
