@@ -16,6 +16,7 @@ __all__ = [
     "VOL_MIN_PERIODS",
     "TARGET_VOL",
     "FORECAST_HORIZONS",
+    "FORECAST_QUANTILES",
     "COST_SWEEP_BPS",
     "CPD_LOOKBACKS",
     "DEFAULT_CPD_LOOKBACKS",
@@ -44,6 +45,10 @@ TARGET_VOL = 0.15
 
 FORECAST_HORIZONS = (1, 5, 21)
 """Horizons of the per-ticker forecasters and the ledger (seed 003), trading days."""
+
+FORECAST_QUANTILES = (0.1, 0.5, 0.9)
+"""Quantile levels of the quantile forecasters (foundation models) and of the ledger's
+``forecast_q10``/``forecast``/``forecast_q90`` columns."""
 
 COST_SWEEP_BPS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0)
 """Costs of the reports' cost sweep, basis points of traded notional."""

@@ -8,6 +8,8 @@ run-time state            ``data/state/``                         ``$KIT_STATE_D
 CPD feature cache         ``<state>/features/``                   (with the state)
 database                  ``sqlite:///data/state/kit.db``         ``$KIT_DB_URL``
 registered checkpoints    ``data/state/models/``                  ``$KIT_MODEL_DIR``
+foundation-model weights  ``<state dir>/models/<name>/``           a profile's ``model_dir``,
+                                                                  else ``$KIT_MODEL_DIR``
 notebooks, params,        ``notebooks/``, ``params/``,            (none)
 reports                   ``reports/``
 ========================  =====================================  ==========================
@@ -35,6 +37,7 @@ __all__ = [
     "default_db_url",
     "default_db_path",
     "model_dir",
+    "weights_dir",
     "ensure_under",
     "PathEscapeError",
 ]
@@ -88,6 +91,15 @@ def model_dir() -> Path | None:
     (the registry then keeps checkpoints beside its database)."""
     env = os.environ.get("KIT_MODEL_DIR")
     return Path(env) if env else None
+
+
+def weights_dir(override=None) -> Path:
+    """The folder holding one sub-folder of pretrained weights per checkpoint (foundation models,
+    :mod:`kit.models.foundation`): ``override`` when given and not blank (a profile's
+    ``model_dir``), else ``$KIT_MODEL_DIR``, else ``<state_dir>/models``. Nothing is created."""
+    if override is not None and str(override).strip():
+        return Path(str(override).strip()).expanduser()
+    return (model_dir() or state_dir() / "models").expanduser()
 
 
 def ensure_under(root, path) -> Path:

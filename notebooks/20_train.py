@@ -14,6 +14,9 @@
 # (21-day embargo); its position is `tanh(s · forecast_1d / daily ex-ante vol)` with `s` fitted on
 # the fold's validation forecasts. The loss is minus the annualised Sharpe ratio of the
 # captured return `position_t · target_vol / ex_ante_vol_t · r_{t+1}` (target volatility 15%).
+# Pretrained time-series foundation models (Chronos-Bolt, TimesFM 2.5; `foundation_models`) join the
+# comparison when their weights are in the local weights folder: same folds, embargo and position
+# rule as `ldtm`, on their median 1-day forecast, with their 10% and 90% quantiles kept.
 # Walk-forward with an expanding window: before each test block every model is retrained from scratch
 # on all earlier data, the last 10% of the window is the validation set for early stopping, and only
 # the test blocks' positions are kept. Each fold's leakage count (training or validation rows whose
@@ -88,6 +91,12 @@ tree_early_stopping = 20       # rounds without improvement before stopping
 tree_threads = 0               # LightGBM / XGBoost threads (0: min(2, cpus))
 stack_members = ["dmn_lstm", "xgb_direction"]  # tree_lstm_stack: an LSTM and a tree
 stack_method = "nnls"          # the stack's meta-learner on validation blocks: nnls or sharpe
+# Foundation models, read from local weights only (never downloaded; README: download once with `hf download`)
+foundation_models = []         # e.g. ["chronos_bolt", "timesfm"]; one whose weights folder is missing is skipped, with the reason
+foundation_fine_tune = False   # also fine-tune each on every fold's training windows (early stopping on validation)
+foundation_epochs = 5          # maximum fine-tuning epochs per fold
+foundation_context_length = 512  # closes per context, ending at the decision date
+model_dir = ""                 # weights folder; empty: $KIT_MODEL_DIR, else data/state/models
 
 # Registry: every trained model is registered as a candidate and put through the promotion gate
 registry_scope = ""            # empty: derived from the universe (registry.universe_scope)
@@ -113,11 +122,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from kit import data, reports, training
+from kit import analytics, data, reports, training
 from kit import exec as kexec
 from kit.models import model_kind
 
 settings = training.WalkForwardSettings.from_params(globals())  # type- and range-checked
+foundation_settings = training.FoundationSettings.from_params(globals())
 loaded = data.load_universe(data_path or None, symbols, n_symbols, universe_as_of, start, end, universe=universe, cleaning=cleaning)
 prices, quality, universe_symbols = loaded
 frames = data.wide_fields(prices)
@@ -151,12 +161,13 @@ configurations_tried = sum(searches[m].n_trials if m in searches else 1 for m in
 print(f"configurations tried: {configurations_tried}")
 
 # %%
+data_sha = data.data_sha256(data_path or None)
 # every (model, fold) fit of the torch models is one task; the backend runs them, this kernel writes
 # checkpoints and the registry; tree, ranker and stack models follow in this kernel (a stack reuses
 # the members trained before it)
 results = settings.run_models(
     frames, models, hypers={n: s.best_params for n, s in searches.items()},
-    checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data.data_sha256(data_path or None), backend=runner,
+    checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data_sha, backend=runner,
     membership=membership,
 )
 tasked = [r for r in results.values() if r.tasks is not None]
@@ -165,6 +176,33 @@ exec_info = {**(tasked[0].config["exec"] if tasked else runner.describe()), "tas
              "task_seconds": round(float(tasks["seconds"].sum()), 1) if len(tasks) else 0.0,
              "tasks_per_node": tasks["node"].value_counts().to_dict() if len(tasks) else {}}
 runner.close()
+
+# %% [markdown]
+# ## Foundation models
+# Chronos-Bolt (Ansari et al., 2024) and TimesFM 2.5 (Das et al., 2024) forecast the 10%, 50% and 90%
+# quantiles of the 1-, 5- and 21-day returns from the last `foundation_context_length` closes (divided
+# by the last one). Zero-shot the pretrained weights never change; with `foundation_fine_tune` each
+# fold also gets a copy fine-tuned on its training windows with the pinball loss (early stopping on
+# its validation windows). Positions follow the median 1-day forecast by the `ldtm` rule. Published
+# studies find these models weak zero-shot forecasters of daily stock returns; this measures them
+# under the same rules as the kit's own models. Weights are read from the local weights folder only;
+# a model whose folder is missing is skipped, and the reason says where to put it.
+
+# %%
+foundation = foundation_settings.run(close, settings, checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data_sha)
+if not foundation_models:
+    print("no foundation models requested (foundation_models is empty)")
+for r in foundation.skipped.itertuples():
+    print(f"skipped {r.model} ({r.checkpoint}): {r.reason}\n")
+results.update(foundation.results)
+labels = {**{n: settings.label(n) for n in results if n not in foundation.results}, **foundation.labels}
+configurations_tried += len(foundation.results)  # each is one more configuration tried on these test dates
+if foundation.results:
+    quantiles = pd.concat({labels[n]: analytics.quantile_metrics(r.quantile_forecasts, close).set_index("horizon")
+                           for n, r in foundation.results.items()})
+    display(quantiles.round(4))  # calibration of the 10-90% band (nominal coverage 0.8) and accuracy, out of sample
+
+# %%
 folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
 assert (folds["leakage_rows"] == 0).all()
 folds.drop(columns=["checkpoint"], errors="ignore")
@@ -172,7 +210,7 @@ folds.drop(columns=["checkpoint"], errors="ignore")
 # %% [markdown]
 # ## Training curves
 #
-# Training curves: the validation loss per epoch, one line per fold (minus the validation Sharpe ratio for the position models; for `ldtm` the multi-horizon MSE averaged over the per-ticker models; for trees and rankers the validation metric per boosting round, negated where higher is better, e.g. minus NDCG); validation data serve model selection only. Early stopping keeps each fold's best epoch or round. The stack has no curve: its weights are fitted once per fold.
+# Training curves: the validation loss per epoch, one line per fold (minus the validation Sharpe ratio for the position models; for `ldtm` the multi-horizon MSE averaged over the per-ticker models; for trees and rankers the validation metric per boosting round, negated where higher is better, e.g. minus NDCG; for a fine-tuned foundation model its pinball loss); validation data serve model selection only. Early stopping keeps each fold's best epoch or round. The stack has no curve: its weights are fitted once per fold.
 
 # %%
 hist = pd.concat([r.history for r in results.values()], ignore_index=True)
@@ -181,11 +219,12 @@ fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze
 for ax, name in zip(axes[0], names):
     for fold, h in hist[hist["model"] == name].groupby("fold"):
         ax.plot(h["epoch"], h["val_loss"], lw=1)
-    ax.set_title(settings.label(name))
-    tree = model_kind(settings.variant(name).model) in ("tree", "ranker")
+    ax.set_title(labels.get(name, name))
+    tree = name not in foundation.results and model_kind(settings.variant(name).model) in ("tree", "ranker")
     ax.set_xlabel("boosting round" if tree else "epoch")
     metric = hist.loc[hist["model"] == name, "metric"].iloc[0] if tree and "metric" in hist else ""
-    ax.set_ylabel(f"validation {metric} (minus if higher is better)" if tree else "validation MSE" if name == "ldtm" else "validation loss (minus Sharpe)")
+    ax.set_ylabel(f"validation {metric} (minus if higher is better)" if tree else "validation MSE" if name == "ldtm"
+                  else "validation pinball loss" if name in foundation.results else "validation loss (minus Sharpe)")
 plt.tight_layout()
 
 # %% [markdown]
@@ -220,7 +259,7 @@ else:
 # %%
 fig, ax = plt.subplots(figsize=(11, 3.5))
 for name, r in results.items():
-    r.positions.mean(axis=1).plot(ax=ax, label=settings.label(name), lw=1)
+    r.positions.mean(axis=1).plot(ax=ax, label=labels[name], lw=1)
 ax.axhline(0, color="black", lw=0.5)
 ax.set_title("Mean position across symbols (out of sample)")
 ax.legend()
@@ -228,7 +267,7 @@ plt.tight_layout()
 
 # %%
 for name, r in results.items():
-    reports.save_model_outputs(out_dir, name, r.positions, r.forecasts, r.scores)
+    reports.save_model_outputs(out_dir, name, r.positions, r.forecasts, getattr(r, "scores", None), getattr(r, "quantile_forecasts", None))
 reports.save_table(out_dir, "folds", folds)
 reports.save_table(out_dir, "training_curves", hist)
 reports.save_table(out_dir, "tasks", tasks)
@@ -240,9 +279,10 @@ if run_dir:
         "folds": int(folds["fold"].nunique()), "leakage_rows": int(folds["leakage_rows"].sum()),
         "oos_start": first.index[0].date().isoformat(), "oos_end": first.index[-1].date().isoformat(),
         "configurations_tried": configurations_tried, "universe": universe, "cleaning": loaded.cleaning.to_dict()["summary"],
+        "foundation": {"labels": foundation.labels, "skipped": foundation.skipped.to_dict(orient="records")},
         "search": {n: {"best_params": s.best_params, "best_val_sharpe": s.best_val_sharpe, "trials": s.n_trials} for n, s in searches.items()},
     })
-print(f"{len(models)} model(s), {folds['fold'].nunique()} folds, out of sample {first.index[0].date()} to {first.index[-1].date()}, "
+print(f"{len(results)} model(s), {folds['fold'].nunique()} folds, out of sample {first.index[0].date()} to {first.index[-1].date()}, "
       f"leakage rows {int(folds['leakage_rows'].sum())}, configurations tried {configurations_tried}")
 
 # %% [markdown]
@@ -275,3 +315,6 @@ decisions
 # * A ranker's position is the leg it puts a stock in (+1 long, -1 short, 0 neither); the registry's
 #   direction accuracy scores those legs against each stock's next-day return, a time-series criterion
 #   that a market-neutral book is not built to meet. The ledger records the same legs as positions.
+# * Foundation models were pretrained on public time series that may include these stocks' prices in
+#   the test period; their out-of-sample figures may be optimistic for that reason. A model skipped for
+#   missing weights is not in any table here.

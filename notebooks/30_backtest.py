@@ -150,6 +150,10 @@ for name, (legs, _) in outputs.items():
         tilts[f"{settings.label(name)} top (long only)"] = portfolio.leg_weights(legs, rebalance, ls_gross, long_only=True)
 cs_benchmarks = portfolio.cross_sectional_benchmarks(close, oos, rebalance_freq, n_quantiles, ls_gross, membership=membership)
 ts_benchmarks = portfolio.benchmark_positions(close, oos)
+# the foundation models 20_train ran in this run, when their weights were present (none when run by hand)
+for name, label in reports.foundation_models_of_run(run_dir).items():
+    pos = reports.load_positions(run_dir, name)
+    model_positions[label] = pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
 vol = kf.ex_ante_vol(kf.daily_returns(close))
 n_symbols_oos = len(close.columns)
 print(f"{n_symbols_oos} symbols, out of sample {oos[0].date()} to {oos[-1].date()} ({len(oos)} days), costs {cost_bps} bps, "

@@ -12,7 +12,8 @@
 # only), zero leakage rows, at least 2 folds. A pass makes the model *active* and retires the previous
 # active model of the same universe, in one transaction; a failure leaves it a candidate with each
 # failed criterion and its value on record. Every prediction goes into the ledger as a snapshot
-# (close, forecasts at 1, 5 and 21 trading days, direction, position), hash-chained to the previous
+# (close, forecasts at 1, 5 and 21 trading days, with the 10% and 90% quantiles of a quantile
+# forecaster, direction, position), hash-chained to the previous
 # row so that any later edit, insertion or deletion shows; *fillback* fills in the outcomes once
 # their target dates have passed, and the leaderboard shows the accuracy over the last 30 trading days.
 
@@ -81,7 +82,8 @@ predictions = {}  # model id -> tidy predictions of its last out-of-sample days
 if run_registry.get("models"):
     for name, info in run_registry["models"].items():
         pos, fcs = reports.load_positions(run_dir, name), reports.load_forecasts(run_dir, name, ledger.HORIZONS)
-        predictions[info["model_id"]] = ledger.predictions_frame(pos, fcs, last=replay_days)
+        qfs = reports.load_quantile_forecasts(run_dir, name, ledger.HORIZONS)  # foundation models: 10% and 90% quantiles too
+        predictions[info["model_id"]] = ledger.predictions_frame(pos, fcs, quantile_forecasts=qfs, last=replay_days)
     decisions = pd.DataFrame(run_registry["models"]).T.rename_axis("name").reset_index()
 else:
     results = {}

@@ -219,6 +219,17 @@ def test_sliding_windows_are_views_and_aligned():
     np.testing.assert_array_equal(win[15, 0], vals[15:20, 0])
 
 
+def test_complete_windows_against_a_loop():
+    rng = np.random.default_rng(3)
+    ok = rng.random((40, 3)) > 0.1
+    for L in (1, 4, 40, 41):
+        got = features.complete_windows(ok, L)
+        want = np.array([[t >= L - 1 and ok[t - L + 1 : t + 1, j].all() for j in range(3)] for t in range(40)])
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="lookback"):
+        features.complete_windows(ok, 0)
+
+
 def test_make_samples_drops_incomplete_windows():
     vals = np.ones((30, 2, 2))
     vals[10, 1, 0] = np.nan

@@ -623,3 +623,124 @@ def test_a_missing_anchor_file_is_reported(url, model):
     _chain(url, model)
     ledger.anchor_path(kdb.get_engine(url)).unlink()
     assert _found(url) == [("anchor", None)]
+
+
+# ------------------------------------------------------------------------------------------------
+# quantile forecasts (schema version 5)
+# ------------------------------------------------------------------------------------------------
+
+
+def _quantile_predictions(close, symbols, dates, seed=0):
+    p = predictions_for(close, symbols, dates, seed=seed)
+    for h in (1, 5, 21):
+        w = 0.02 * np.sqrt(h)
+        p[f"forecast_q10_{h}"] = (p[f"forecast_{h}"] - w).round(6)
+        p[f"forecast_q90_{h}"] = (p[f"forecast_{h}"] + w).round(6)
+    return p
+
+
+def test_quantile_forecasts_are_recorded_read_and_chained(url, model):
+    close = synthetic_close(40, ("A", "B"))
+    p = _quantile_predictions(close, ["A", "B"], close.index[:3])
+    ledger.snapshot(p, close, model, db=url)
+    ledger.snapshot(predictions_for(close, ["A", "B"], close.index[3:4], seed=1), close, model, db=url)  # a point forecaster's rows
+    snaps = ledger.snapshots(db=url)
+    for h in (1, 5, 21):
+        np.testing.assert_array_equal(snaps[f"forecast_q10_{h}"].iloc[:6].astype(float), p[f"forecast_q10_{h}"])
+        np.testing.assert_array_equal(snaps[f"forecast_q90_{h}"].iloc[:6].astype(float), p[f"forecast_q90_{h}"])
+        assert snaps[f"forecast_q10_{h}"].iloc[6:].isna().all()
+    assert ledger.verify(db=url).ok
+    ledger.fillback(close, db=url)
+    o = ledger.outcomes(horizon=5, db=url)
+    assert {"forecast_q10", "forecast_q90"} <= set(o.columns) and o["forecast_q10"].notna().sum() == 6
+    assert (o["forecast_q10"] <= o["forecast"]).where(o["forecast_q10"].notna(), True).all()
+    assert ledger.verify(db=url).ok
+    # a quantile is bound into the chain: editing it, or removing both of a row's, shows
+    _sql(url, "UPDATE ledger_forecasts SET forecast_q90 = forecast_q90 + 0.01 WHERE snapshot_seq = 2 AND horizon = 21",
+         "UPDATE ledger_forecasts SET forecast_q10 = NULL, forecast_q90 = NULL WHERE snapshot_seq = 4 AND horizon = 1")
+    assert _found(url) == [("edited", 2), ("edited", 4)]
+
+
+def test_rows_without_quantiles_hash_exactly_as_before_version_5():
+    """The canonical text of a row without quantiles is the pre-version-5 one, written out by hand."""
+    args = (7, 3, "AAPL", pd.Timestamp("2021-01-05"), 131.01, 1, 0.25, "2021-01-05T21:00:00+00:00")
+    want = ('{"close":131.01,"direction":1,"forecasts":[[1,0.004],[5,null],[21,-0.01]],"model_id":3,"position":0.25,'
+            '"recorded_at":"2021-01-05T21:00:00+00:00","run_date":"2021-01-05","seq":7,"symbol":"AAPL"}')
+    assert ledger._canonical_snapshot(*args, [(21, -0.01), (1, 0.004), (5, None)]) == want
+    assert ledger._canonical_snapshot(*args, [(1, 0.004, None, None), (5, None, None, None), (21, -0.01, None, None)]) == want
+    with_q = ledger._canonical_snapshot(*args, [(1, 0.004, -0.01, 0.02), (5, None, None, None), (21, -0.01, None, None)])
+    assert '"forecasts":[[1,0.004,-0.01,0.02],[5,null],[21,-0.01]]' in with_q
+
+
+def test_a_ledger_written_before_version_5_still_verifies_after_the_upgrade(tmp_path, monkeypatch):
+    """Rows written at schema version 3 (no quantile columns) keep verifying once the database is
+    upgraded; quantile rows appended after them chain on."""
+    if "postgresql" in str(kdb.default_url()):
+        pytest.skip("SQLite file upgraded in place")
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = [m for m in S.MIGRATIONS if m[0] <= 3]
+    monkeypatch.setattr(kdb, "MIGRATIONS", old)
+    try:
+        mid = add_model(url, tmp_path)
+        close = synthetic_close(40, ("A", "B"))
+        ledger.snapshot(predictions_for(close, ["A", "B"], close.index[:3]), close, mid, db=url)
+        ledger.fillback(close, as_of=close.index[10], db=url)
+        assert kdb.schema_version(url) == 3
+        with kdb.get_engine(url).connect() as conn:
+            assert "forecast_q10" not in {c["name"] for c in sa.inspect(conn).get_columns("ledger_forecasts")}
+        monkeypatch.setattr(kdb, "MIGRATIONS", S.MIGRATIONS)
+        assert kdb.ensure_schema(kdb.get_engine(url)) == S.LATEST_VERSION
+        assert ledger.verify(db=url).ok
+        ledger.snapshot(_quantile_predictions(close, ["A", "B"], close.index[3:5]), close, mid, db=url)
+        ledger.fillback(close, db=url)
+        rep = ledger.verify(db=url)
+        assert rep.ok and rep.n_rows == 10
+    finally:
+        kdb.dispose_engines()
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda p: p.drop(columns=["forecast_q90_5"]), "forecast_q10_5 given without forecast_q90_5"),
+        (lambda p: p.drop(columns=["forecast_5"]), "quantiles of horizon 5 given without forecast_5"),
+        (lambda p: p.assign(forecast_q10_1=p["forecast_1"] + 0.001), r"forecast_q10_1 <= forecast_1 <= forecast_q90_1"),
+        (lambda p: p.assign(forecast_q90_21=p["forecast_21"] - 0.001), r"forecast_q10_21 <= forecast_21 <= forecast_q90_21"),
+        (lambda p: p.assign(forecast_q10_1=np.nan), "forecast_q10_1 is nan"),
+        (lambda p: p.assign(forecast_q10_1=-1.0), "forecast_q10_1 must be a simple return > -1"),
+        (lambda p: p.assign(forecast_q50_1=0.0), "unknown prediction column"),
+    ],
+)
+def test_bad_quantiles_are_refused_and_nothing_written(url, model, mutate, match):
+    close = synthetic_close(30, ("A", "B"))
+    p = mutate(_quantile_predictions(close, ["A", "B"], close.index[:2]))
+    before = _state(url)
+    with pytest.raises(ledger.LedgerError, match=match):
+        ledger.snapshot(p, close, model, db=url)
+    assert _state(url) == before
+
+
+def test_predictions_frame_takes_quantile_forecasts(url, model):
+    close = synthetic_close(12, ("A", "B"))
+    mid = {h: pd.DataFrame(0.001 * h, index=close.index, columns=close.columns) for h in (1, 5, 21)}
+    mid[1].iloc[0, 1] = np.nan  # no forecast for B on the first day
+    qf = {0.1: {h: f - 0.01 for h, f in mid.items()}, 0.5: mid, 0.9: {h: f + 0.01 for h, f in mid.items()}}
+    pos = pd.DataFrame(0.3, index=close.index, columns=close.columns)
+    p = ledger.predictions_frame(pos, quantile_forecasts=qf, last=4)
+    assert p.columns.tolist() == ["symbol", "run_date", "position", "forecast_1", "forecast_5", "forecast_21", "forecast_q10_1",
+                                  "forecast_q90_1", "forecast_q10_5", "forecast_q90_5", "forecast_q10_21", "forecast_q90_21"]
+    assert len(p) == 8
+    np.testing.assert_allclose(p["forecast_q90_5"] - p["forecast_5"], 0.01)
+    assert len(ledger.predictions_frame(pos, mid, quantile_forecasts=qf)) == 23  # the median may come twice, if equal
+    with pytest.raises(ValueError, match="give the median once"):
+        ledger.predictions_frame(pos, {h: f * 2 for h, f in mid.items()}, quantile_forecasts=qf)
+    with pytest.raises(ValueError, match="give both 0.1 and 0.9"):
+        ledger.predictions_frame(pos, mid, quantile_forecasts={0.1: qf[0.1]})
+    with pytest.raises(ValueError, match="without its median"):
+        ledger.predictions_frame(pos, quantile_forecasts={0.1: qf[0.1], 0.9: qf[0.9]})
+    with pytest.raises(ValueError, match="levels must be among"):
+        ledger.predictions_frame(pos, quantile_forecasts={0.25: qf[0.1]})
+    written = ledger.snapshot(p, close, model, db=url)
+    assert len(written) == 8 and ledger.verify(db=url).ok
+    snaps = ledger.snapshots(db=url)
+    np.testing.assert_allclose(snaps["forecast_q10_21"].astype(float), 0.021 - 0.01)

@@ -253,3 +253,27 @@ def test_performance_table_new_columns_keep_the_old_ones():
         metrics.information_ratio(r["a"], r["b"]), rel=1e-14
     )
     assert row.min_track_record_length == pytest.approx(metrics.minimum_track_record_length(r["a"]), rel=1e-14)
+
+
+def test_quantile_metrics_by_hand():
+    idx = pd.bdate_range("2021-01-04", periods=4)
+    close = pd.DataFrame({"A": [100.0, 110.0, 99.0, 99.0], "B": [50.0, 50.0, 55.0, 55.0]}, index=idx)
+    # realised 1-day returns at the first two dates: A 0.10, -0.10; B 0.0, 0.10
+    d = idx[:2]
+    lo = pd.DataFrame({"A": [0.05, -0.05], "B": [-0.01, 0.0]}, index=d)
+    md = pd.DataFrame({"A": [0.08, 0.01], "B": [0.0, 0.05]}, index=d)
+    hi = pd.DataFrame({"A": [0.12, 0.02], "B": [0.01, 0.2]}, index=d)
+    md.iloc[1, 1] = np.nan  # B on the second date: no forecast, left out
+    out = metrics.quantile_metrics({0.1: {1: lo}, 0.5: {1: md}, 0.9: {1: hi}}, close).iloc[0]
+    a = np.array([0.10, -0.10, 0.0])  # A d0, A d1, B d0
+    q = np.array([[0.05, 0.08, 0.12], [-0.05, 0.01, 0.02], [-0.01, 0.0, 0.01]])
+    tau = np.array([0.1, 0.5, 0.9])
+    u = a[:, None] - q
+    pin = np.maximum(tau * u, (tau - 1) * u).mean()
+    assert out["n"] == 3
+    assert out["coverage_10_90"] == pytest.approx(2 / 3) and out["below_q10"] == pytest.approx(1 / 3) and out["above_q90"] == 0.0
+    assert out["pinball"] == pytest.approx(pin) and out["mae_median"] == pytest.approx((0.02 + 0.11 + 0.0) / 3)
+    assert out["mean_width"] == pytest.approx((0.07 + 0.07 + 0.02) / 3)
+    assert out["direction_accuracy"] == pytest.approx(1 / 2)  # A d0 right, A d1 wrong; B's median 0 is no call
+    with pytest.raises(ValueError, match="levels 0.1, 0.5 and 0.9"):
+        metrics.quantile_metrics({0.5: {1: md}}, close)

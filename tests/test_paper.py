@@ -326,3 +326,17 @@ def test_paper_names_cannot_escape_the_state_folder():
             paper.PaperConfig(account=bad)
     with pytest.raises(ValueError, match="paper target_vol must be a positive number"):
         paper.PaperConfig(target_vol="ten")
+
+
+def test_a_forecaster_made_active_is_refused_before_its_weights_are_read(tmp_path):
+    """The registry's gate may promote a forecaster (the LDTM, a foundation model); the paper loop
+    trades position models, so it refuses one with its label, without loading its checkpoint."""
+    from kit.live import daily
+    from kit.store import registry
+    from tests._ledger_worker import add_model
+
+    db = f"sqlite:///{tmp_path / 'kit.db'}"
+    mid = add_model(db, tmp_path, name="chronos_bolt", forecaster=True)  # the stand-in checkpoint is no torch file
+    row = registry.get_model(mid, db=db)
+    with pytest.raises(paper.PaperError, match=r"not the forecaster 'universe4-test_chronos_bolt_v1\.2020-12-31'"):
+        daily._position_model(row, db)

@@ -645,3 +645,16 @@ def test_screenshots_of_the_summary_and_a_stage_page(tmp_path):
         img = Image.open(png).convert("L")
         assert img.size == (1280, 2400) and img.getextrema()[0] < 100  # not a blank page
         print(f"screenshot: {png}")
+def test_profile_check_covers_the_foundation_keys():
+    p = reports.load_profile("foundation")
+    reports.check_profile(p)  # weights are not needed to check a profile: a model without them is skipped at run time
+    assert p["20_train"]["foundation_models"] == ["chronos_bolt", "timesfm"]
+    for patch, match in [
+        ({"models": ["dmn_lstm", "timesfm"]}, "'timesfm', a foundation model read from local weights: list it in foundation_models"),
+        ({"foundation_models": ["lag_llama"]}, "unknown foundation model 'lag_llama'"),
+        ({"foundation_fine_tune": "yes"}, "foundation_fine_tune must be true or false"),
+        ({"foundation_context_length": 0}, "foundation_context_length must be an integer >= 2"),
+    ]:
+        bad = {**p, "20_train": {**p["20_train"], **patch}}
+        with pytest.raises(reports.ProfileError, match=match):
+            reports.check_values(bad, ["20_train"])

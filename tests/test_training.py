@@ -151,6 +151,14 @@ def test_walk_forward_ldtm_out_of_sample_no_leakage_and_no_look_ahead(tmp_path):
         assert s.train[1] + 21 <= s.val[0] and s.val[1] + 21 <= s.test[0]
     ckpt = torch.load(full.folds["checkpoint"].iloc[0], weights_only=False)
     assert ckpt["symbols"] == ["A", "B", "C"] and ckpt["config"]["model"] == "ldtm" and len(ckpt["state_dicts"]) == 3
+    # the position scale is training.position_scale of the fold's validation forecasts
+    from kit.models import load_checkpoint
+
+    bundle, _ = load_checkpoint(full.folds["checkpoint"].iloc[0])
+    split = training.walk_forward_splits(dates, dates[500], 100, None, 0.1, horizon=21)[0]
+    daily_vol = full.ex_ante_vol.to_numpy() / np.sqrt(252)
+    fv = np.stack([training.predict_forecasts(bundle[s], full.features[:, j], *split.val, 10)[:, 0] for j, s in enumerate("ABC")], axis=1)
+    assert full.folds["position_scale"].iloc[0] == pytest.approx(training.position_scale(fv, daily_vol[split.val[0]:split.val[1]]), rel=1e-12)
     # No look-ahead: prices after a date change nothing before it (same seeds, same models).
     cut = dates[650]
     shocked = {f: v.copy() for f, v in frames.items()}
@@ -159,6 +167,17 @@ def test_walk_forward_ldtm_out_of_sample_no_leakage_and_no_look_ahead(tmp_path):
     other = training.walk_forward_ldtm(shocked, **kw)
     pd.testing.assert_frame_equal(full.positions.loc[:cut], other.positions.loc[:cut])
     assert not np.allclose(full.positions.loc[cut:].iloc[1:].fillna(0), other.positions.loc[cut:].iloc[1:].fillna(0))
+
+
+def test_position_scale_by_hand():
+    f = np.array([[0.01, -0.02], [np.nan, 0.03]])
+    v = np.array([[0.01, 0.02], [0.01, 0.0]])
+    z = np.array([1.0, -1.0])  # the finite z: 0.01/0.01, -0.02/0.02 (0.03/0 is inf, dropped)
+    assert training.position_scale(f, v) == pytest.approx(1.0 / np.std(z))
+    assert training.position_scale(np.array([0.01]), np.array([0.01])) == 1.0  # one z: no spread
+    assert training.position_scale(np.full(3, 0.01), np.full(3, 0.01)) == 1.0  # no variation
+    with pytest.raises(ValueError, match="same shape"):
+        training.position_scale(f, v[0])
 
 
 def test_ldtm_positions_scale_and_errors():

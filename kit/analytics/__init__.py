@@ -7,7 +7,7 @@ coefficients, quantile returns, turnover, IC decay) and drift statistics for the
 simple returns; statistics are annualised with 252 days."""
 
 from . import factors
-from .evaluation import fold_metrics, oos_metrics
+from .evaluation import fold_metrics, oos_metrics, quantile_metrics
 from .factors import factor_data, factor_report, newey_west_tstat
 from .performance import (
     avg_profit_over_avg_loss,
@@ -51,6 +51,7 @@ __all__ = [
     "newey_west_tstat",
     "fold_metrics",
     "oos_metrics",
+    "quantile_metrics",
     "avg_profit_over_avg_loss",
     "benchmark_comparison",
     "downside_deviation",

@@ -16,6 +16,12 @@ On each walk-forward test block, with ``r_{t+1} = close_{t+1} / close_t - 1``:
   to the constant target volatility; ``sigma`` is :func:`kit.features.indicators.ex_ante_vol`); forecasters
   trade ``sign(f_{t,1})``. ``benchmark_sharpe``: the same for long only (position 1) on the same
   (date, symbol) pairs.
+
+Quantile forecasters (foundation models, :func:`quantile_metrics`), per horizon h with the realised
+``a = close_{t+h} / close_t - 1``: ``coverage_10_90`` = share of ``q10 <= a <= q90`` (nominal 0.8),
+``below_q10`` and ``above_q90`` (nominal 0.1 each), the mean pinball loss over the levels 0.1, 0.5,
+0.9 (Koenker & Bassett, 1978; :func:`kit.models.pinball_loss`), ``mae_median`` = mean ``|q50 - a|``,
+``mean_width`` = mean ``q90 - q10``, and the direction accuracy of ``sign(q50)`` as above.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from ..features import daily_returns, ex_ante_vol
+from ..models import pinball_loss
 from .sharpe import sharpe_ratio
 
-__all__ = ["fold_metrics", "oos_metrics"]
+__all__ = ["fold_metrics", "oos_metrics", "quantile_metrics"]
 
 
 
@@ -142,3 +149,60 @@ def oos_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None) -
     strat, bench = _captured(trade, r1, vol)
     return {"sharpe_ratio": _sharpe(strat), "benchmark_sharpe": _sharpe(bench), "n_days": int(len(strat))}
 
+
+
+def quantile_metrics(quantile_forecasts: dict, close: pd.DataFrame) -> pd.DataFrame:
+    """Calibration and accuracy of quantile forecasts against the realised returns, per horizon
+    (formulas in the module docstring).
+
+    Parameters
+    ----------
+    quantile_forecasts : ``{q: {h: (T_test, N) DataFrame}}`` for q in 0.1, 0.5, 0.9 (e.g.
+        :attr:`kit.training.FoundationWalkForwardResult.quantile_forecasts`): forecast simple returns
+        over h trading days made at each date.
+    close : (T, N) DataFrame of (adjusted) closes covering the forecast dates plus h days.
+
+    Returns
+    -------
+    DataFrame, one row per horizon: ``horizon, n`` ((date, symbol) pairs with all three quantiles
+    and a realised return), ``coverage_10_90, below_q10, above_q90, pinball, mae_median,
+    mean_width, direction_accuracy``; NaN where ``n`` is 0.
+
+    Raises
+    ------
+    ValueError
+        Levels other than 0.1, 0.5, 0.9 missing, horizons that differ between levels, or dates or
+        symbols not in ``close``.
+    """
+    import torch
+
+    qf = {float(q): {int(h): f for h, f in d.items()} for q, d in quantile_forecasts.items()}
+    if not {0.1, 0.5, 0.9} <= set(qf):
+        raise ValueError(f"quantile_forecasts needs the levels 0.1, 0.5 and 0.9, got {sorted(qf)}")
+    hs = sorted(qf[0.5])
+    if sorted(qf[0.1]) != hs or sorted(qf[0.9]) != hs:
+        raise ValueError(f"quantile_forecasts' levels have different horizons: {sorted(qf[0.1])}, {hs}, {sorted(qf[0.9])}")
+    rows = []
+    for h in hs:
+        mid = qf[0.5][h]
+        c = _check_close(close, mid, f"quantile_forecasts[0.5][{h}]")
+        actual = (c.shift(-h) / c - 1.0).reindex(mid.index).to_numpy(float)
+        lo, md, hi = (qf[q][h].reindex(index=mid.index, columns=mid.columns).to_numpy(float) for q in (0.1, 0.5, 0.9))
+        ok = np.isfinite(lo) & np.isfinite(md) & np.isfinite(hi) & np.isfinite(actual)
+        a, lo, md, hi = actual[ok], lo[ok], md[ok], hi[ok]
+        n = int(ok.sum())
+        row = {"horizon": h, "n": n}
+        if n == 0:
+            rows.append({**row, **dict.fromkeys(("coverage_10_90", "below_q10", "above_q90", "pinball", "mae_median", "mean_width",
+                                                  "direction_accuracy"), float("nan"))})
+            continue
+        pred = torch.from_numpy(np.stack([lo, md, hi], axis=-1)[:, None, :])
+        pin = pinball_loss(pred, torch.from_numpy(a[:, None]), torch.ones((n, 1), dtype=torch.bool), (0.1, 0.5, 0.9))
+        called = md != 0
+        row.update(
+            coverage_10_90=float(((lo <= a) & (a <= hi)).mean()), below_q10=float((a < lo).mean()), above_q90=float((a > hi).mean()),
+            pinball=float(pin), mae_median=float(np.abs(md - a).mean()), mean_width=float((hi - lo).mean()),
+            direction_accuracy=float((np.sign(md) == np.sign(a))[called].mean()) if called.any() else float("nan"),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -47,7 +47,14 @@ from .sets import (
 from .spec import DEFAULT_FEATURES, feature_array, feature_spec_names, parse_feature_spec
 from .streaming import StreamingFeatures, StreamingStateError
 from .targets import forward_returns, horizon_target, next_day_target, period_returns
-from .windows import make_samples, make_sequences, padded_windows, rolling_windows, sliding_windows
+from .windows import (
+    complete_windows,
+    make_samples,
+    make_sequences,
+    padded_windows,
+    rolling_windows,
+    sliding_windows,
+)
 
 __all__ = [
     "kernels",
@@ -84,6 +91,7 @@ __all__ = [
     "quantile_buckets",
     "quantile_legs",
     "ltr_features",
+    "complete_windows",
     "make_samples",
     "make_sequences",
     "padded_windows",

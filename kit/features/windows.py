@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sliding_windows", "padded_windows", "make_samples", "make_sequences", "rolling_windows"]
+__all__ = ["sliding_windows", "complete_windows", "padded_windows", "make_samples", "make_sequences", "rolling_windows"]
 
 
 def sliding_windows(values: np.ndarray, lookback: int) -> np.ndarray:
@@ -25,6 +25,32 @@ def sliding_windows(values: np.ndarray, lookback: int) -> np.ndarray:
         raise ValueError(f"lookback must be in [1, T={values.shape[0]}], got {lookback}")
     win = np.lib.stride_tricks.sliding_window_view(values, lookback, axis=0)  # (W, N, F, L)
     return win.transpose(0, 1, 3, 2)
+
+
+def complete_windows(ok: np.ndarray, lookback: int) -> np.ndarray:
+    """Which windows are complete: ``out[t, j]`` is True when ``ok[t - lookback + 1 .. t, j]`` are
+    all True (the window of ``lookback`` dates ending at decision date t holds no bad value); False
+    for ``t < lookback - 1``.
+
+    Parameters
+    ----------
+    ok : ``(T, N)`` bool, True where a value is usable (e.g. finite).
+    lookback : window length in dates, >= 1.
+
+    Returns
+    -------
+    ``(T, N)`` bool. One cumulative count per column: O(T N) whatever the window length.
+    """
+    if ok.ndim != 2:
+        raise ValueError(f"ok must be (T, N), got shape {ok.shape}")
+    if int(lookback) != lookback or lookback < 1:
+        raise ValueError(f"lookback must be an integer >= 1, got {lookback!r}")
+    T, L = ok.shape[0], int(lookback)
+    cum = np.concatenate([np.zeros((1, ok.shape[1]), np.int64), np.cumsum(~ok, axis=0)])
+    out = np.zeros(ok.shape, bool)
+    if T >= L:
+        out[L - 1 :] = (cum[L:] - cum[: T - L + 1]) == 0
+    return out
 
 
 def make_samples(values: np.ndarray, targets: np.ndarray, lookback: int, start: int = 0, end: int | None = None):
@@ -46,9 +72,7 @@ def make_samples(values: np.ndarray, targets: np.ndarray, lookback: int, start: 
     first = max(start, lookback - 1)
     dates = np.arange(first, end)
     tgt = targets if targets.ndim == 3 else targets[:, :, None]
-    ok_win = np.isfinite(values).all(axis=2)  # (T, N)
-    cum = np.concatenate([np.zeros((1, values.shape[1]), np.int64), np.cumsum(~ok_win, axis=0)])
-    full = (cum[dates + 1] - cum[dates + 1 - lookback]) == 0  # no bad date inside the window
+    full = complete_windows(np.isfinite(values).all(axis=2), lookback)[dates]  # no bad date inside the window
     ok = full & np.isfinite(tgt[dates]).all(axis=2)
     di, si = np.nonzero(ok)
     X = win[dates[di] - lookback + 1, si]

@@ -231,11 +231,14 @@ def _position_model(model_row: dict, db):
     Raises
     ------
     PaperError
-        The model is a per-ticker forecaster bundle, or a tree, ranker or stack model (the loop
-        trades torch position models).
+        The model is a forecaster (the per-ticker LDTM bundle, or a foundation model), or a tree,
+        ranker or stack model: the loop trades torch position models.
     """
     import torch
 
+    if model_row.get("forecaster"):  # refused before its weights are read (a foundation model's are hundreds of MB)
+        raise PaperError(f"the paper loop trades position models (dmn_lstm, momentum_transformer, linear, mlp, ensemble), not the "
+                         f"forecaster {model_row.get('label')!r}")
     model, payload = registry.load_model(model_row["id"], db=db)
     if isinstance(model, ForecasterBundle):
         raise PaperError("the paper loop trades position models (dmn_lstm, momentum_transformer, linear, mlp, ensemble), not the ldtm forecaster")

@@ -10,7 +10,10 @@ tabular ``(date, symbol)`` rows whose outputs become positions in [-1, 1] by a d
 bottom one (:mod:`kit.models.trees`); ``stack`` combines a tree and an LSTM with weights fitted on
 validation blocks (seed 004). Tree, ranker and stack models have no torch module: ``make`` and
 ``build`` are None, :mod:`kit.training.trees` fits them and their checkpoints hold the boosters as
-text (:func:`kit.models.checkpoints.save_tree`).
+text (:func:`kit.models.checkpoints.save_tree`). ``foundation`` models are pretrained forecasters
+read from local weights (:mod:`kit.models.foundation`): prices ``(B, L)`` to return quantiles
+``(B, H, 3)``, used zero-shot or fine-tuned with the pinball loss, so they have no ``make`` from the
+flat hyperparameters; their ``build`` rebuilds a fine-tuned checkpoint's module from its config.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch import nn
 
 from .baselines import BaselineConfig, PerStepBaseline
 from .dmn_lstm import DeepMomentumLSTM, DMNConfig
+from .foundation import build_module
 from .ldtm import LDTMConfig, LDTMForecaster
 from .transformer import MomentumTransformer, TransformerConfig
 from .trees import TREE_MODELS, TreeConfig
@@ -32,6 +36,7 @@ __all__ = [
     "MODEL_NAMES",
     "MODEL_LABELS",
     "POSITION_MODELS",
+    "FOUNDATION_MODELS",
     "TREE_KINDS",
     "model_spec",
     "model_kind",
@@ -48,13 +53,16 @@ class ModelSpec:
     ----------
     name : the key used in profiles, registries and checkpoints (``config["model"]``).
     label : the name shown in reports.
-    kind : ``"position"``, ``"forecaster"``, ``"ensemble"``, ``"tree"``, ``"ranker"`` or ``"stack"``.
-    config : the configuration dataclass (``None`` for the ensemble and the stack).
+    kind : ``"position"``, ``"forecaster"``, ``"ensemble"``, ``"tree"``, ``"ranker"``, ``"stack"``
+        or ``"foundation"``.
+    config : the configuration dataclass (``None`` for the ensemble, the stack and the foundation
+        models, whose config is a ``transformers`` class of the optional extra).
     make : ``make(n_features, hidden_size, dropout, num_layers, n_heads) -> nn.Module`` from the
-        profiles' flat hyperparameters (``None`` for the ensemble, built from its members, and for
-        the tree kinds, fitted by :mod:`kit.training.trees`).
+        profiles' flat hyperparameters (``None`` for the ensemble, built from its members, for the
+        tree kinds, fitted by :mod:`kit.training.trees`, and for the foundation models, loaded from
+        local weights).
     build : ``build(config_dict_without_model_key) -> nn.Module``, rebuilding a checkpoint's model
-        (``None`` where ``make`` is).
+        (``None`` for the ensemble and the tree kinds).
     """
 
     name: str
@@ -106,6 +114,8 @@ CATALOGUE: dict[str, ModelSpec] = {
             for name, (label, _library, task) in TREE_MODELS.items()
         ),
         ModelSpec("tree_lstm_stack", "Stack: XGBoost + DMN LSTM", "stack", None, None, None),
+        ModelSpec("chronos_bolt", "Chronos-Bolt", "foundation", None, None, lambda cfg: build_module("chronos_bolt", cfg)),
+        ModelSpec("timesfm", "TimesFM 2.5", "foundation", None, None, lambda cfg: build_module("timesfm", cfg)),
     )
 }
 
@@ -117,6 +127,8 @@ MODEL_LABELS = {n: s.label for n, s in CATALOGUE.items()}
 """name -> report label, ensemble included."""
 POSITION_MODELS = tuple(n for n, s in CATALOGUE.items() if s.kind == "position")
 """The models trained with the Sharpe loss on the DMN inputs (ensemble members)."""
+FOUNDATION_MODELS = tuple(n for n, s in CATALOGUE.items() if s.kind == "foundation")
+"""The pretrained forecasters read from local weights (:mod:`kit.models.foundation`)."""
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -148,8 +160,8 @@ def make_model(
     Raises
     ------
     ValueError
-        Unknown name, a model not of ``kind``, or the ensemble (built from trained members, not
-        from hyperparameters).
+        Unknown name, a model not of ``kind``, the ensemble (built from trained members, not
+        from hyperparameters) or a foundation model (loaded from local weights).
     """
     spec = model_spec(name)
     if kind is not None and spec.kind != kind:
@@ -158,7 +170,8 @@ def make_model(
     if spec.make is None:
         if spec.kind in TREE_KINDS:
             raise ValueError(f"model {name!r} is a {spec.kind} model without a torch module: fit it with kit.training.trees")
-        raise ValueError(f"model {name!r} is built from trained members, not from hyperparameters")
+        how = "loaded from local weights (kit.models.foundation.load_adapter)" if spec.kind == "foundation" else "built from trained members"
+        raise ValueError(f"model {name!r} is {how}, not from hyperparameters")
     return spec.make(n_features, hidden_size, dropout, num_layers, n_heads)
 
 

@@ -21,6 +21,15 @@ Formats (``payload["format"]``):
   loadable with ``weights_only=True``), ``best_iteration`` and the metadata of ``kit.model/1``;
 * ``kit.stack/1``: ``config = {"model": <stack name>, "members": [member configs], "method": ...}``,
   ``members`` (name -> a ``kit.model/1`` or ``kit.tree/1`` payload) and ``weights`` (name -> weight).
+* ``kit.foundation/1`` (a foundation model, :mod:`kit.models.foundation`): ``config = {"model":
+  "chronos_bolt" | "timesfm", **the transformers config}``, ``architecture`` (the adapter's
+  :meth:`~kit.models.foundation.ForecasterAdapter.card`), ``weights = {"checkpoint", "folder",
+  "sha256"}`` naming the pretrained weights folder and the sha256 of its weight files, the metadata
+  of ``kit.model/1``, and a ``state_dict`` only when the weights are not those of the folder
+  (fine-tuned, or a random test model): a zero-shot model is a few kilobytes that point at the
+  weights instead of a copy of hundreds of megabytes. Loading it reads the folder (recorded path,
+  else the same checkpoint name under :func:`kit.paths.weights_dir`) and refuses weights whose
+  sha256 differs.
 
 Files written before formats were recorded (no ``format`` key) are recognised by their keys.
 """
@@ -38,6 +47,7 @@ from ..base.atomic import atomic_path
 from ..base.jsonable import jsonable
 from .catalogue import build_model
 from .ensemble import PositionEnsemble
+from .foundation import adapter_class, weights_sha256
 from .trees import PositionStack, TreeConfig, TreeModel
 
 __all__ = [
@@ -46,6 +56,7 @@ __all__ = [
     "save_checkpoint",
     "save_bundle",
     "save_ensemble",
+    "save_foundation",
     "ensemble_payload",
     "save_tree",
     "tree_payload",
@@ -61,6 +72,7 @@ BUNDLE_FORMAT = "kit.bundle/1"
 ENSEMBLE_FORMAT = "kit.ensemble/1"
 TREE_FORMAT = "kit.tree/1"
 STACK_FORMAT = "kit.stack/1"
+FOUNDATION_FORMAT = "kit.foundation/1"
 
 
 class CheckpointError(ValueError):
@@ -185,6 +197,51 @@ def stack_payload(name: str, member_paths: dict, weights: dict, method: str) -> 
 def save_stack(path, name: str, member_paths: dict, weights: dict, method: str) -> Path:
     """Write a stack checkpoint (``kit.stack/1``) of saved members and their weights."""
     return _write(stack_payload(name, member_paths, weights, method), path)
+def save_foundation(path, adapter, *, data_sha256: str = "", train_period=(None, None), extra: dict | None = None) -> Path:
+    """Write a foundation model's checkpoint (``kit.foundation/1``, see the module docstring)
+    atomically: a reference to its weights folder and their sha256 for a zero-shot model loaded
+    from a folder; its state dict as well when fine-tuned (or a random model without a folder).
+
+    Parameters
+    ----------
+    adapter : a :class:`kit.models.foundation.ForecasterAdapter`.
+    data_sha256, train_period, extra : as :func:`save_checkpoint` (the training period of a
+        zero-shot model is the period its position scale was fitted on).
+
+    Returns
+    -------
+    The path.
+    """
+    card = adapter.card()
+    payload = {
+        "format": FOUNDATION_FORMAT,
+        "config": {"model": adapter.name, **adapter.config_dict()},
+        "architecture": card,
+        "weights": {"checkpoint": adapter.checkpoint, "folder": adapter.source, "sha256": card["weights_sha256"]},
+        **_meta(["close"], data_sha256, train_period, extra),
+    }
+    if adapter.fine_tuned or card["weights_sha256"] is None:
+        payload["state_dict"] = adapter.model.state_dict()
+    return _write(payload, path)
+
+
+def _foundation_from_folder(payload: dict) -> nn.Module:
+    """The module of a zero-shot ``kit.foundation/1`` payload, read from its weights folder after
+    checking their sha256."""
+    from ..paths import weights_dir
+
+    w = payload.get("weights") or {}
+    cls = adapter_class(payload["config"]["model"])
+    folder = Path(str(w.get("folder", "")))
+    if not folder.is_dir():
+        folder = weights_dir() / str(w.get("checkpoint", ""))
+    adapter = cls.from_local_dir(folder)  # MissingWeightsError (with the download command) when absent
+    sha = weights_sha256(folder)
+    if sha != w.get("sha256"):
+        raise CheckpointError(
+            f"the weights in {folder} (sha256 {sha[:12]}) are not those the checkpoint was made with ({str(w.get('sha256'))[:12]})"
+        )
+    return adapter.model.eval()
 
 
 def read_payload(path) -> dict:
@@ -217,15 +274,21 @@ def read_payload(path) -> dict:
 
 
 def model_from_payload(payload: dict) -> nn.Module:
-    """The model a payload describes: a single model, a :class:`ForecasterBundle` or a
-    :class:`PositionEnsemble` (torch, in eval mode), a :class:`kit.models.trees.TreeModel`, or a
-    :class:`kit.models.trees.PositionStack`.
+    """The model a payload describes, in eval mode: a single model, a :class:`ForecasterBundle` or a
+    :class:`PositionEnsemble` (torch), a :class:`kit.models.trees.TreeModel`, a
+    :class:`kit.models.trees.PositionStack`, or a foundation model's module (wrap it with
+    :func:`kit.models.foundation.adapter_for`).
 
     Raises
     ------
     CheckpointError
-        The weights do not fit the config (missing or unexpected keys, wrong shapes).
+        The weights do not fit the config (missing or unexpected keys, wrong shapes), or a zero-shot
+        foundation checkpoint's weights folder holds other weights than recorded.
+    kit.models.foundation.MissingWeightsError
+        A zero-shot foundation checkpoint whose weights folder is missing.
     """
+    if payload.get("format") == FOUNDATION_FORMAT and "state_dict" not in payload:  # zero-shot: the weights folder
+        return _foundation_from_folder(payload)
     try:
         fmt = payload.get("format")
         if fmt == TREE_FORMAT:

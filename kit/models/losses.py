@@ -1,5 +1,6 @@
-"""Training losses: the Sharpe loss of the DMN, a combined loss with turnover and risk penalties, and
-the multi-horizon MSE of the forecasters (annualised with 252 trading days)."""
+"""Training losses: the Sharpe loss of the DMN, a combined loss with turnover and risk penalties, the
+multi-horizon MSE of the forecasters (annualised with 252 trading days), and the pinball loss of the
+quantile forecasters (foundation models)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from ..conventions import TRADING_DAYS
 
-__all__ = ["sharpe_loss", "combined_loss", "multi_horizon_mse"]
+__all__ = ["sharpe_loss", "combined_loss", "multi_horizon_mse", "pinball_loss"]
 
 
 
@@ -145,3 +146,40 @@ def multi_horizon_mse(
             raise ValueError(f"horizon(s) {torch.nonzero(counts == 0).flatten().tolist()} have no valid target")
         per_h = err.sum(dim=-2) / counts.clamp_min(1)
     return (w * per_h).sum(-1)
+
+
+def pinball_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, levels) -> torch.Tensor:
+    """Mean pinball (quantile) loss of Koenker & Bassett (1978), "Regression quantiles",
+    Econometrica 46(1).
+
+    ``rho_tau(u) = max(tau u, (tau - 1) u)`` with ``u = target - pred``, averaged over the quantile
+    levels and then over the valid (sample, step) pairs.
+
+    Parameters
+    ----------
+    pred : ``(B, P, Q)`` float tensor of quantile forecasts (Q levels).
+    target : ``(B, P)`` float tensor (finite where ``mask`` is False too: set it to 0 there).
+    mask : ``(B, P)`` bool tensor, True where the target is known.
+    levels : the Q quantile levels, each in (0, 1).
+
+    Returns
+    -------
+    0-d tensor (0 when ``mask`` selects nothing).
+
+    Raises
+    ------
+    ValueError
+        Shapes that disagree, or a level outside (0, 1).
+    """
+    tau = torch.as_tensor(levels, dtype=pred.dtype, device=pred.device)
+    if pred.dim() != 3 or target.shape != pred.shape[:2] or mask.shape != target.shape or tau.shape != pred.shape[-1:]:
+        raise ValueError(
+            f"pred (B, P, Q), target and mask (B, P), levels (Q,) disagree: {tuple(pred.shape)}, {tuple(target.shape)}, "
+            f"{tuple(mask.shape)}, {tuple(tau.shape)}"
+        )
+    if ((tau <= 0) | (tau >= 1)).any():
+        raise ValueError(f"levels must lie in (0, 1), got {list(levels)}")
+    u = target.unsqueeze(-1) - pred
+    loss = torch.maximum(tau * u, (tau - 1) * u).mean(dim=-1)
+    m = mask.to(pred.dtype)
+    return (loss * m).sum() / m.sum().clamp_min(1.0)

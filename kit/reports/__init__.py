@@ -6,9 +6,11 @@ and the site of runs (:mod:`.site`)."""
 from .artifacts import (
     artifacts_dir,
     checkpoint_dir,
+    foundation_models_of_run,
     load_forecasts,
     load_metrics,
     load_positions,
+    load_quantile_forecasts,
     load_returns,
     load_scores,
     load_table,
@@ -48,7 +50,9 @@ from .summary import build_summary
 __all__ = [
     "artifacts_dir",
     "checkpoint_dir",
+    "foundation_models_of_run",
     "load_forecasts",
+    "load_quantile_forecasts",
     "load_metrics",
     "load_positions",
     "load_scores",

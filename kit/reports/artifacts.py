@@ -9,6 +9,8 @@ file                                   written by, content
 ``positions_{model}.parquet``          20_train: out-of-sample positions ``(T_test, N)`` in [-1, 1]
 ``forecasts_{model}_{h}d.parquet``     20_train: forecasters' out-of-sample forecast returns
 ``scores_{model}.parquet``             20_train: tree and ranker models' raw out-of-sample scores
+``forecasts_{model}_{h}d_q10.parquet``  20_train: quantile forecasters' 10 % and 90 % quantiles
+(and ``_q90``)                          (the median is ``forecasts_{model}_{h}d``)
 ``folds.csv``, ``training_curves.csv``  20_train: one row per fold and model; curves per epoch
 ``tasks.csv``                           20_train: one row per task run (seconds, CPU seconds, node)
 ``checkpoints/``                        20_train: one checkpoint per model and fold
@@ -43,6 +45,8 @@ __all__ = [
     "load_positions",
     "load_forecasts",
     "load_scores",
+    "load_quantile_forecasts",
+    "foundation_models_of_run",
     "save_table",
     "load_table",
     "save_returns",
@@ -94,15 +98,20 @@ def _parquet(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def save_model_outputs(run_dir, name: str, positions: pd.DataFrame, forecasts: dict | None = None, scores: pd.DataFrame | None = None) -> None:
-    """Write a model's out-of-sample positions, (forecasters) forecasts by horizon and (tree and
-    ranker models) raw scores."""
+def save_model_outputs(run_dir, name: str, positions: pd.DataFrame, forecasts: dict | None = None, scores: pd.DataFrame | None = None,
+                       quantile_forecasts: dict | None = None) -> None:
+    """Write a model's out-of-sample positions, (forecasters) forecasts by horizon, (tree and
+    ranker models) raw scores and (quantile forecasters) the 10 % and 90 % quantiles
+    ``{0.1: {h: frame}, 0.9: {h: frame}}`` (other levels are ignored: the median is ``forecasts``)."""
     d = artifacts_dir(run_dir)
     _parquet(positions, d / f"positions_{name}.parquet")
     for h, fc in (forecasts or {}).items():
         _parquet(fc, d / f"forecasts_{name}_{int(h)}d.parquet")
     if scores is not None:
         _parquet(scores, d / f"scores_{name}.parquet")
+    for q, tag in ((0.1, "q10"), (0.9, "q90")):
+        for h, fc in (quantile_forecasts or {}).get(q, {}).items():
+            _parquet(fc, d / f"forecasts_{name}_{int(h)}d_{tag}.parquet")
 
 
 def load_positions(run_dir, name: str) -> pd.DataFrame | None:
@@ -128,6 +137,28 @@ def load_scores(run_dir, name: str) -> pd.DataFrame | None:
         return None
     path = Path(run_dir) / "artifacts" / f"scores_{name}.parquet"
     return pd.read_parquet(path) if path.exists() else None
+def load_quantile_forecasts(run_dir, name: str, horizons=(1, 5, 21)) -> dict | None:
+    """A quantile forecaster's out-of-sample quantiles ``{0.1: {h: frame}, 0.5: {h: frame}, 0.9:
+    {h: frame}}`` written by :func:`save_model_outputs` (0.5 is the median, ``forecasts``), or None
+    when the run holds none for ``name``."""
+    if not run_dir:
+        return None
+    d = Path(run_dir) / "artifacts"
+    out = {}
+    for q, tag in ((0.1, "_q10"), (0.5, ""), (0.9, "_q90")):
+        got = {int(h): pd.read_parquet(d / f"forecasts_{name}_{int(h)}d{tag}.parquet") for h in horizons
+               if (d / f"forecasts_{name}_{int(h)}d{tag}.parquet").exists()}
+        if got:
+            out[q] = got
+    return out if 0.1 in out and 0.9 in out else None
+
+
+def foundation_models_of_run(run_dir) -> dict:
+    """The foundation models ``20_train`` ran in this run (its ``metrics.json`` section
+    ``train.foundation.labels``): name -> report label; {} when none (or run by hand)."""
+    if not run_dir:
+        return {}
+    return dict(load_metrics(run_dir).get("train", {}).get("foundation", {}).get("labels", {}))
 
 
 def search_storage(run_dir) -> str:

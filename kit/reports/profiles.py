@@ -231,7 +231,9 @@ def check_values(profile: dict, notebooks=None) -> None:
     of the notebook's default; dates parse and ``start`` is before ``end`` (and ``test_start``
     between them); walk-forward settings are in range (:class:`kit.training.WalkForwardSettings`:
     also the feature specifications and the variants); model names are in the catalogue or the
-    profile's variants; listed symbols exist in the data source.
+    profile's variants (foundation models only in ``foundation_models``, checked by
+    :class:`kit.training.FoundationSettings`; their weights are not required: a model without them
+    is skipped at run time); listed symbols exist in the data source.
 
     Raises
     ------
@@ -241,7 +243,7 @@ def check_values(profile: dict, notebooks=None) -> None:
     import pandas as pd
 
     from ..models import CATALOGUE
-    from ..training import WalkForwardSettings
+    from ..training import FoundationSettings, WalkForwardSettings
 
     where = f"profile {profile.get('name', '?')!r}"
     names = list(notebooks or profile["notebooks"])
@@ -280,6 +282,13 @@ def check_values(profile: dict, notebooks=None) -> None:
                 if m not in CATALOGUE and m not in variants:
                     known = list(CATALOGUE) + [f"variants: {sorted(variants)}"] * bool(variants)
                     raise ProfileError(f"{at}: {key} names {m!r}, not a model of the catalogue or a variant {known}")
+                if m in CATALOGUE and CATALOGUE[m].kind == "foundation":
+                    raise ProfileError(f"{at}: {key} names {m!r}, a foundation model read from local weights: list it in foundation_models")
+        if any(k.startswith("foundation_") or k == "model_dir" for k in params):
+            try:
+                FoundationSettings.from_params(params, where=at)
+            except ValueError as exc:
+                raise ProfileError(str(exc)) from None
         symbols = params.get("symbols")
         if isinstance(symbols, list) and symbols:
             key = (params.get("data_path") or "", tuple(symbols))

@@ -12,7 +12,9 @@ model version): the close at ``run_date``, the predicted ``direction`` (-1, 0 or
 ``position`` in [-1, 1], ``recorded_at``, and ``seq``/``prev_hash``/``hash`` of the chain.
 ``ledger_forecasts``: one row per snapshot and horizon (1, 5 and 21 trading days by default) with
 the ``forecast`` simple return over the horizon (NULL for a position model without price forecasts;
-never NaN), and the fill columns ``target_date``, ``actual_close``, ``actual_return``,
+never NaN; the median for a quantile forecaster), ``forecast_q10`` and ``forecast_q90`` (the 10 %
+and 90 % quantiles of that return, from a quantile forecaster such as a foundation model; NULL
+otherwise), and the fill columns ``target_date``, ``actual_close``, ``actual_return``,
 ``pct_error``, ``direction_correct``, ``filled_at``, ``fill_hash``.
 
 Outcomes (filled by :func:`fillback`)
@@ -33,7 +35,10 @@ Tamper evidence
 Rows are chained in insertion order by ``seq`` (1, 2, ... assigned under the writers' lock):
 ``hash = HMAC-SHA256(key, prev_hash + canonical_json(row))`` where the canonical JSON (sorted keys, no
 spaces, floats in Python's shortest round-trip form) holds ``seq, model_id, symbol, run_date, close,
-direction, position, recorded_at`` and the ``[horizon, forecast]`` pairs; the first row's
+direction, position, recorded_at`` and one ``[horizon, forecast]`` pair per horizon, or
+``[horizon, forecast, forecast_q10, forecast_q90]`` when the row has quantiles (so the quantiles are
+bound into the chain, and rows without them, among them every row written before schema version 5,
+hash exactly as before); the first row's
 ``prev_hash`` is 64 zeros. Each filled outcome carries ``fill_hash = HMAC-SHA256(key, snapshot hash +
 canonical_json(fill columns))``, binding the outcome to its prediction. ``ledger_head`` holds the
 last ``seq`` and hash (and the ``scheme``), updated in the same transaction. After every write the
@@ -171,13 +176,29 @@ def _iso_day(x) -> str:
     return pd.Timestamp(x).date().isoformat()
 
 
+def _canonical_forecast(item) -> list:
+    """``[h, forecast]``, or ``[h, forecast, q10, q90]`` when either quantile is recorded."""
+    h, v = item[0], item[1]
+    q10, q90 = (item[2], item[3]) if len(item) > 2 else (None, None)
+    if q10 is None and q90 is None:
+        return [int(h), _f(v)]
+    return [int(h), _f(v), _f(q10), _f(q90)]
+
+
 def _canonical_snapshot(seq, model_id, symbol, run_date, close, direction, position, recorded_at, forecasts) -> str:
+    """The hashed text of one snapshot; ``forecasts`` holds ``(horizon, forecast)`` or ``(horizon,
+    forecast, q10, q90)`` tuples."""
     d = {
         "seq": int(seq), "model_id": int(model_id), "symbol": str(symbol), "run_date": _iso_day(run_date),
         "close": _f(close), "direction": int(direction), "position": _f(position), "recorded_at": str(recorded_at),
-        "forecasts": [[int(h), _f(v)] for h, v in sorted(forecasts)],
+        "forecasts": [_canonical_forecast(x) for x in sorted(forecasts, key=lambda x: int(x[0]))],
     }
     return _ENCODE(d)
+
+
+def _opt(v):
+    """A value of a prediction column: None for None or NaN, else a float."""
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def _canonical_fill(horizon, target_date, actual_close, actual_return, pct_error, direction_correct, filled_at) -> str:
@@ -321,7 +342,8 @@ def _prepare(predictions: pd.DataFrame, close: pd.DataFrame, horizons) -> pd.Dat
     if not horizons or any(h < 1 for h in horizons) or len(set(horizons)) != len(horizons):
         raise ValueError(f"horizons must be distinct positive integers, got {horizons}")
     fcols = [f"forecast_{h}" for h in horizons]
-    allowed = {"symbol", "run_date", "position", "direction", *fcols}
+    qcols = [f"forecast_{q}_{h}" for h in horizons for q in ("q10", "q90")]
+    allowed = {"symbol", "run_date", "position", "direction", *fcols, *qcols}
     unknown = [c for c in predictions.columns if c not in allowed]
     if unknown:
         raise InvalidPredictionError(f"unknown prediction column(s) {unknown}; allowed: {sorted(allowed)}")
@@ -355,7 +377,14 @@ def _prepare(predictions: pd.DataFrame, close: pd.DataFrame, horizons) -> pd.Dat
         return f"symbol={p['symbol'].iloc[i]!r} run_date={p['run_date'].iloc[i].date()}"
 
     present = [c for c in fcols if c in p.columns]
-    for col in [c for c in ("position", "direction", *present) if c in p.columns]:
+    qpresent = [c for c in qcols if c in p.columns]
+    for h in horizons:
+        have = [q for q in ("q10", "q90") if f"forecast_{q}_{h}" in p.columns]
+        if have and len(have) != 2:
+            raise InvalidPredictionError(f"forecast_{have[0]}_{h} given without forecast_{'q90' if have[0] == 'q10' else 'q10'}_{h}: give both quantiles")
+        if have and f"forecast_{h}" not in p.columns:
+            raise InvalidPredictionError(f"quantiles of horizon {h} given without forecast_{h} (the median)")
+    for col in [c for c in ("position", "direction", *present, *qpresent) if c in p.columns]:
         v = numeric(col)
         bad = ~np.isfinite(v)
         if bad.any():
@@ -372,11 +401,21 @@ def _prepare(predictions: pd.DataFrame, close: pd.DataFrame, horizons) -> pd.Dat
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InvalidPredictionError(f"direction must be -1, 0 or 1, got {float(p['direction'].iloc[i]):g} at {where(i)}")
-    for col in present:
+    for col in [*present, *qpresent]:
         bad = p[col].to_numpy() <= -1.0
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InvalidPredictionError(f"{col} must be a simple return > -1, got {float(p[col].iloc[i])} at {where(i)}")
+    for h in horizons:
+        if f"forecast_q10_{h}" in p.columns:
+            lo, mid, hi = (p[c].to_numpy() for c in (f"forecast_q10_{h}", f"forecast_{h}", f"forecast_q90_{h}"))
+            bad = (lo > mid) | (mid > hi)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise InvalidPredictionError(
+                    f"quantiles of horizon {h} must satisfy forecast_q10_{h} <= forecast_{h} <= forecast_q90_{h}, "
+                    f"got {lo[i]}, {mid[i]}, {hi[i]} at {where(i)}"
+                )
     # against the prices
     unknown_syms = sorted(set(p["symbol"]) - set(close.columns))
     if unknown_syms:
@@ -404,37 +443,65 @@ def _prepare(predictions: pd.DataFrame, close: pd.DataFrame, horizons) -> pd.Dat
     if "position" not in p:
         p["position"] = p["direction"].astype("float64")
     p["direction"] = p["direction"].astype(int)
-    for h in horizons:
-        if f"forecast_{h}" not in p:
-            p[f"forecast_{h}"] = None
+    for col in [*fcols, *qcols]:
+        if col not in p:
+            p[col] = None
     return p
 
 
-def predictions_frame(positions: pd.DataFrame | None = None, forecasts: dict | None = None, *, last: int | None = None) -> pd.DataFrame:
+def predictions_frame(positions: pd.DataFrame | None = None, forecasts: dict | None = None, *, quantile_forecasts: dict | None = None,
+                      last: int | None = None) -> pd.DataFrame:
     """Tidy predictions for :func:`snapshot` from wide ``(T, N)`` frames.
 
     Parameters
     ----------
     positions : (T, N) DataFrame of positions in [-1, 1] (index: run dates; columns: symbols).
-    forecasts : mapping horizon -> (T, N) DataFrame of forecast simple returns (same labels).
+    forecasts : mapping horizon -> (T, N) DataFrame of forecast simple returns (same labels); for a
+        quantile forecaster, the median.
+    quantile_forecasts : mapping quantile level -> {horizon -> (T, N) DataFrame} from a quantile
+        forecaster (e.g. :attr:`kit.training.FoundationWalkForwardResult.quantile_forecasts`): levels
+        0.1 and 0.9 become ``forecast_q10_{h}`` and ``forecast_q90_{h}``; level 0.5 is the median,
+        used as ``forecasts`` when those are not given (and must equal them when they are).
     last : keep only the last ``last`` dates.
 
     Returns
     -------
-    DataFrame ``symbol, run_date, [position,] [forecast_{h} ...]``, one row per (date, symbol)
-    where every given value is known: a date on which the model had no prediction for a symbol
-    (NaN, e.g. before its features warm up) is not a prediction and is left out.
+    DataFrame ``symbol, run_date, [position,] [forecast_{h} ...] [forecast_q10_{h}, forecast_q90_{h}
+    ...]``, one row per (date, symbol) where every given value is known: a date on which the model
+    had no prediction for a symbol (NaN, e.g. before its features warm up) is not a prediction and is
+    left out.
 
     Raises
     ------
     ValueError
-        Neither input given, or frames whose labels differ.
+        Nothing given, frames whose labels differ, quantile levels other than 0.1, 0.5 and 0.9,
+        quantiles of a horizon without its median or with only one of 0.1 and 0.9, or a median that
+        differs from ``forecasts``.
     """
     frames = {}
     if positions is not None:
         frames["position"] = positions
-    for h, f in sorted((forecasts or {}).items()):
-        frames[f"forecast_{int(h)}"] = f
+    qf = {float(q): {int(h): f for h, f in d.items()} for q, d in (quantile_forecasts or {}).items()}
+    unknown = sorted(set(qf) - {0.1, 0.5, 0.9})
+    if unknown:
+        raise ValueError(f"quantile_forecasts levels must be among 0.1, 0.5 and 0.9, got {unknown}")
+    if forecasts is None and 0.5 in qf:
+        forecasts = qf[0.5]
+    elif forecasts is not None and 0.5 in qf:
+        for h, f in qf[0.5].items():
+            if h not in forecasts or not f.equals(forecasts[h]):
+                raise ValueError(f"quantile_forecasts[0.5][{h}] is not forecasts[{h}]: give the median once")
+    forecasts = {int(h): f for h, f in (forecasts or {}).items()}
+    for h, f in sorted(forecasts.items()):
+        frames[f"forecast_{h}"] = f
+    hq = sorted(set(qf.get(0.1, {})) | set(qf.get(0.9, {})))
+    for h in hq:
+        if h not in qf.get(0.1, {}) or h not in qf.get(0.9, {}):
+            raise ValueError(f"quantile_forecasts of horizon {h}: give both 0.1 and 0.9")
+        if h not in forecasts:
+            raise ValueError(f"quantile_forecasts of horizon {h} without its median (forecasts[{h}] or quantile_forecasts[0.5][{h}])")
+        frames[f"forecast_q10_{h}"] = qf[0.1][h]
+        frames[f"forecast_q90_{h}"] = qf[0.9][h]
     if not frames:
         raise ValueError("give positions and/or forecasts")
     ref = next(iter(frames.values()))
@@ -469,7 +536,9 @@ def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, h
     predictions : tidy DataFrame, one row per (symbol, run_date): ``symbol`` (str), ``run_date``
         (date-like), and any of ``position`` (float in [-1, 1]), ``direction`` (-1, 0 or 1) and
         ``forecast_{h}`` for ``h`` in ``horizons`` (forecast simple return over h trading days,
-        > -1). A forecast column that is absent is stored as NULL for every row; a NaN is refused.
+        > -1), with, for a quantile forecaster, ``forecast_q10_{h}`` and ``forecast_q90_{h}`` (both,
+        with ``forecast_{h}`` as the median, ``q10 <= median <= q90``). A forecast column that is
+        absent is stored as NULL for every row; a NaN is refused.
         ``direction`` defaults to ``sign(forecast_1)``, else ``sign(position)``; ``position``
         defaults to ``direction``.
     close : (T, N) DataFrame of prices (index: the trading calendar; columns: symbols). The close at
@@ -532,18 +601,22 @@ def snapshot(predictions: pd.DataFrame, close: pd.DataFrame, model_id: int, *, h
         if p.empty:
             return pd.DataFrame(columns=["seq", "symbol", "run_date", "close", "direction", "position", "hash"])
         now = utc_now()
+        quantiles = any(p[f"forecast_{q}_{h}"].notna().any() for h in horizons for q in ("q10", "q90"))
         snap_rows, fc_rows = [], []
         for i, r in enumerate(p.itertuples(index=False)):
             seq = last_seq + 1 + i
-            fcs = [(h, getattr(r, f"forecast_{h}")) for h in horizons]
-            fcs = [(h, None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)) for h, v in fcs]
+            fcs = [tuple([h, *(_opt(getattr(r, f"forecast{q}_{h}")) for q in ("", "_q10", "_q90"))]) for h in horizons]
             text = _canonical_snapshot(seq, model_id, r.symbol, r.run_date, r.close, r.direction, r.position, now, fcs)
             h_ = _sha(prev, text, key)
             snap_rows.append({
                 "seq": seq, "model_id": int(model_id), "symbol": r.symbol, "run_date": r.run_date.date(), "close": _f(r.close),
                 "direction": int(r.direction), "position": _f(r.position), "recorded_at": now, "prev_hash": prev, "hash": h_,
             })
-            fc_rows.extend({"snapshot_seq": seq, "horizon": h, "forecast": _f(v)} for h, v in fcs)
+            if quantiles:
+                fc_rows.extend({"snapshot_seq": seq, "horizon": h, "forecast": _f(v), "forecast_q10": _f(lo), "forecast_q90": _f(hi)}
+                               for h, v, lo, hi in fcs)
+            else:  # no quantile columns named: a point forecaster's rows are written as before version 5
+                fc_rows.extend({"snapshot_seq": seq, "horizon": h, "forecast": _f(v)} for h, v, _, _ in fcs)
             prev = h_
         conn.execute(s.insert(), snap_rows)
         conn.execute(f.insert(), fc_rows)
@@ -709,42 +782,52 @@ def fillback(close: pd.DataFrame, *, as_of=None, dry_run: bool = False, db=None)
 
 def snapshots(*, model_id: int | None = None, db=None) -> pd.DataFrame:
     """The snapshot rows in chain order with the model's label and their forecasts in columns
-    ``forecast_{h}`` (None where the model gave none)."""
+    ``forecast_{h}`` (None where the model gave none), and, when any quantile forecast is recorded,
+    ``forecast_q10_{h}`` and ``forecast_q90_{h}``."""
     s, m, f = S.ledger_snapshots, S.models, S.ledger_forecasts
     stmt = sa.select(s, m.c.label).join(m, m.c.id == s.c.model_id).order_by(s.c.seq)
-    fst = sa.select(f.c.snapshot_seq, f.c.horizon, f.c.forecast)
+    cols = ["snapshot_seq", "horizon", "forecast", "forecast_q10", "forecast_q90"]
+    fst = sa.select(*(f.c[c] for c in cols))
     if model_id is not None:
         stmt = stmt.where(s.c.model_id == int(model_id))
     with read_tx(get_engine(db)) as conn:
         snaps = pd.DataFrame(conn.execute(stmt).mappings().all(), columns=[*s.columns.keys(), "label"])
-        fcs = pd.DataFrame(conn.execute(fst).mappings().all(), columns=["snapshot_seq", "horizon", "forecast"])
+        fcs = pd.DataFrame(conn.execute(fst).mappings().all(), columns=cols)
     if snaps.empty or fcs.empty:
         return snaps
     wide = fcs.pivot(index="snapshot_seq", columns="horizon", values="forecast")
     wide.columns = [f"forecast_{h}" for h in wide.columns]
+    if fcs[["forecast_q10", "forecast_q90"]].notna().any().any():
+        for q in ("q10", "q90"):
+            wq = fcs.pivot(index="snapshot_seq", columns="horizon", values=f"forecast_{q}")
+            wq.columns = [f"forecast_{q}_{h}" for h in wq.columns]
+            wide = wide.join(wq)
     return snaps.join(wide, on="seq")
 
 
 def outcomes(*, horizon: int = 1, db=None) -> pd.DataFrame:
     """Filled outcomes at one horizon, one row per (model, symbol, run_date): ``model_id, label,
     name, scope, status, symbol, run_date, target_date, close, position, direction, forecast,
-    actual_close, actual_return, pct_error, direction_correct, strategy_return`` (``position *
-    actual_return``), sorted by model, symbol and date."""
+    forecast_q10, forecast_q90, actual_close, actual_return, pct_error, direction_correct,
+    strategy_return`` (``position * actual_return``), sorted by model, symbol and date. The
+    coverage of a quantile forecaster's band is the share of rows with ``forecast_q10 <=
+    actual_return <= forecast_q90``."""
     s, f, m = S.ledger_snapshots, S.ledger_forecasts, S.models
     stmt = (
         sa.select(s.c.model_id, m.c.label, m.c.name, m.c.scope, m.c.status, s.c.symbol, s.c.run_date, f.c.target_date, s.c.close,
-                  s.c.position, s.c.direction, f.c.forecast, f.c.actual_close, f.c.actual_return, f.c.pct_error, f.c.direction_correct)
+                  s.c.position, s.c.direction, f.c.forecast, f.c.forecast_q10, f.c.forecast_q90, f.c.actual_close, f.c.actual_return,
+                  f.c.pct_error, f.c.direction_correct)
         .join(s, s.c.seq == f.c.snapshot_seq).join(m, m.c.id == s.c.model_id)
         .where(f.c.horizon == int(horizon), f.c.filled_at.is_not(None))
         .order_by(s.c.model_id, s.c.symbol, s.c.run_date)
     )
     cols = ["model_id", "label", "name", "scope", "status", "symbol", "run_date", "target_date", "close", "position", "direction", "forecast",
-            "actual_close", "actual_return", "pct_error", "direction_correct"]
+            "forecast_q10", "forecast_q90", "actual_close", "actual_return", "pct_error", "direction_correct"]
     with read_tx(get_engine(db)) as conn:
         out = pd.DataFrame(conn.execute(stmt).mappings().all(), columns=cols)
     out["run_date"] = pd.to_datetime(out["run_date"])
     out["target_date"] = pd.to_datetime(out["target_date"])
-    for c in ("close", "position", "forecast", "actual_close", "actual_return", "pct_error"):
+    for c in ("close", "position", "forecast", "forecast_q10", "forecast_q90", "actual_close", "actual_return", "pct_error"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
     out["direction_correct"] = out["direction_correct"].astype("boolean")
     out["strategy_return"] = out["position"] * out["actual_return"]
@@ -972,7 +1055,7 @@ def verify(*, db=None) -> VerifyReport:
         elif seq == expected_seq and r.prev_hash != prev_hash:
             add("broken_link", seq, f"prev_hash {r.prev_hash[:12]} is not the hash of seq {seq - 1} ({prev_hash[:12]})")
         text = _canonical_snapshot(seq, r.model_id, r.symbol, r.run_date, r.close, r.direction, r.position, r.recorded_at,
-                                   [(x.horizon, x.forecast) for x in by_seq.get(seq, [])])
+                                   [(x.horizon, x.forecast, x.forecast_q10, x.forecast_q90) for x in by_seq.get(seq, [])])
         if _sha(r.prev_hash, text, key) != r.hash:
             add("edited", seq, f"stored hash {r.hash[:12]} does not match the row's contents (symbol={r.symbol!r} run_date={r.run_date})")
         hashes[seq] = r.hash

@@ -49,6 +49,7 @@ from ..base.atomic import atomic_path
 from ..base.config import strict_dataclass
 from ..base.faults import fault_point
 from ..base.jsonable import jsonable
+from ..models.catalogue import FOUNDATION_MODELS
 from ..models.checkpoints import ensemble_payload, load_checkpoint, read_payload
 from ..paths import model_dir, state_dir
 from . import schema as S
@@ -408,9 +409,11 @@ def register(
     folds : per-fold metrics (:func:`fold_metrics`): ``fold, n_obs, direction_accuracy,
         leakage_rows`` and optionally ``test_start, test_end, mape, sharpe_ratio,
         benchmark_sharpe``; other columns go to the fold's ``extra`` JSON.
-    architecture : the model config; default: the checkpoint's ``config``.
-    forecaster : whether the MAPE criterion applies; default: ``architecture["model"] == "ldtm"`` or
-        any fold has a MAPE.
+    architecture : the model config; default: the checkpoint's ``architecture`` when it has one (a
+        foundation model's card, :meth:`kit.models.foundation.ForecasterAdapter.card`: config,
+        checkpoint name and weights sha256), else its ``config``.
+    forecaster : whether the MAPE criterion applies; default: ``architecture["model"]`` is ``ldtm``
+        or a foundation model, or any fold has a MAPE.
     oos_sharpe, benchmark_sharpe : whole out-of-sample Sharpe ratios (:func:`oos_metrics`), for the
         optional benchmark criterion.
     extra : JSON-able mapping stored with the model (run id, configuration, ...).
@@ -444,11 +447,12 @@ def register(
         raise FileNotFoundError(f"checkpoint_path not found: {str(src)!r}")
     fold_rows = _validate_folds(folds)
     if architecture is None:
-        architecture = read_payload(src)["config"]  # weights_only: nothing in the file runs
+        payload = read_payload(src)  # weights_only: nothing in the file runs
+        architecture = payload.get("architecture") or payload["config"]
     arch = architecture_of(architecture)
     ahash = architecture_hash(architecture)
     if forecaster is None:
-        forecaster = arch.get("model") == "ldtm" or any(r["mape"] is not None for r in fold_rows)
+        forecaster = arch.get("model") in ("ldtm", *FOUNDATION_MODELS) or any(r["mape"] is not None for r in fold_rows)
     for name_, v in (("oos_sharpe", oos_sharpe), ("benchmark_sharpe", benchmark_sharpe)):
         if v is not None and not np.isfinite(v):
             raise ValueError(f"{name_} must be finite or None, got {v!r}")
@@ -800,8 +804,10 @@ def list_models(*, scope: str | None = None, status: str | None = None, db=None)
 def load_model(model_id: int, *, db=None):
     """Rebuild a registered model from its versioned checkpoint after checking the file's sha256
     against the registry; returns ``(model, payload)`` as :func:`kit.models.load_checkpoint`: a
-    single model, a :class:`kit.models.ForecasterBundle` of per-symbol forecasters, or a
-    :class:`kit.models.PositionEnsemble` (the file is read with ``weights_only=True``).
+    single model, a :class:`kit.models.ForecasterBundle` of per-symbol forecasters, a
+    :class:`kit.models.PositionEnsemble`, or a foundation model's module (fine-tuned weights from
+    the file; zero-shot ones from the weights folder it names, their sha256 checked; wrap it with
+    :func:`kit.models.foundation.adapter_for`). The file is read with ``weights_only=True``.
 
     Raises
     ------

@@ -26,7 +26,8 @@ __all__ = ["metadata", "TABLES", "MIGRATIONS", "LATEST_VERSION"]
 
 def _define_v1(md: sa.MetaData, version: int = 1) -> dict[str, sa.Table]:
     """The version 1 tables on ``md`` as of schema ``version`` (frozen per version: a later version
-    changes tables by a migration; version 3 adds ``ledger_head.scheme``, the ledger's hash scheme)."""
+    changes tables by a migration; version 3 adds ``ledger_head.scheme``, the ledger's hash scheme;
+    version 5 adds ``ledger_forecasts.forecast_q10`` and ``forecast_q90``)."""
     t = {}
     t["schema_version"] = sa.Table(
         "schema_version",
@@ -154,6 +155,8 @@ def _define_v1(md: sa.MetaData, version: int = 1) -> dict[str, sa.Table]:
         sa.Column("snapshot_seq", sa.Integer, sa.ForeignKey("ledger_snapshots.seq"), nullable=False),
         sa.Column("horizon", sa.Integer, nullable=False),
         sa.Column("forecast", sa.Double, nullable=True),
+        # quantile forecasters (version 5): the 10 % and 90 % quantiles; ``forecast`` is then the median
+        *([sa.Column("forecast_q10", sa.Double, nullable=True), sa.Column("forecast_q90", sa.Double, nullable=True)] if version >= 5 else []),
         # fill columns: written once by fillback, bound to the snapshot's hash by fill_hash
         sa.Column("target_date", sa.Date, nullable=True),
         sa.Column("actual_close", sa.Double, nullable=True),
@@ -358,7 +361,7 @@ def _define_v4(md):
 
 
 metadata = sa.MetaData()
-TABLES = {**_define_v1(metadata, 3), **_define_v2(metadata, 3), **_define_v4(metadata)}
+TABLES = {**_define_v1(metadata, 5), **_define_v2(metadata, 3), **_define_v4(metadata)}
 schema_version_table = TABLES["schema_version"]
 arch_versions = TABLES["arch_versions"]
 models = TABLES["models"]
@@ -406,10 +409,17 @@ def _migration_4(conn: Connection) -> None:
     md.create_all(conn, tables=list(_define_v4(md).values()))
 
 
+def _migration_5(conn: Connection) -> None:
+    double = sa.Double().compile(dialect=conn.dialect)
+    for col in ("forecast_q10", "forecast_q90"):
+        conn.execute(sa.text(f"ALTER TABLE ledger_forecasts ADD COLUMN {col} {double}"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "registry (models, architecture versions, folds, gate, history) and ledger (snapshots, forecasts, head)", _migration_1),
     (2, "paper trading: simulated broker (accounts, positions, orders, fills) and the daily loop (runs, targets, checks, order journal)", _migration_2),
     (3, "paper trading: run status 'failed', order journal keyed by broker; ledger hash scheme (keyed HMAC for new ledgers)", _migration_3),
     (4, "monitoring: drift checks and the daily loop's runs (alerts, retraining, published metrics)", _migration_4),
+    (5, "ledger: quantile forecasts (forecast_q10, forecast_q90 beside the median in forecast)", _migration_5),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -1,11 +1,20 @@
 """Training: walk-forward splits (:mod:`.splits`), the Trainer (:mod:`.trainer`), batched universe
 training of per-ticker models (:mod:`.batched`), tasks and the serial runner (:mod:`.tasks`),
 walk-forward experiments (:mod:`.walk_forward`) and what they return (:mod:`.results`),
-gradient-boosted trees, rankers and stacking (:mod:`.trees`), hyperparameter search
+gradient-boosted trees, rankers and stacking (:mod:`.trees`), foundation models on the
+walk-forward, zero-shot and fine-tuned (:mod:`.foundation`), hyperparameter search
 (:mod:`.search`), interpretation (:mod:`.interpret`) and model variants on other features
 (:mod:`.variants`)."""
 
 from .batched import UniverseFit, train_universe
+from .foundation import (
+    FineTuneConfig,
+    FoundationRun,
+    FoundationSettings,
+    FoundationWalkForwardResult,
+    fine_tune,
+    walk_forward_foundation,
+)
 from .interpret import explain_transformer
 from .search import SEARCH_SPACE, SearchResult, search_hyperparameters
 from .splits import LeakageError, Split, count_leakage, walk_forward_splits
@@ -31,6 +40,7 @@ from .walk_forward import (
     WalkForwardResult,
     WalkForwardSettings,
     ldtm_positions,
+    position_scale,
     predict_forecasts,
     predict_positions,
     walk_forward,
@@ -43,6 +53,12 @@ from .walk_forward import (
 __all__ = [
     "UniverseFit",
     "train_universe",
+    "FineTuneConfig",
+    "FoundationRun",
+    "FoundationSettings",
+    "FoundationWalkForwardResult",
+    "fine_tune",
+    "walk_forward_foundation",
     "explain_transformer",
     "SEARCH_SPACE",
     "SearchResult",
@@ -74,6 +90,7 @@ __all__ = [
     "walk_forward_trees",
     "WalkForwardSettings",
     "ldtm_positions",
+    "position_scale",
     "predict_forecasts",
     "predict_positions",
     "walk_forward",

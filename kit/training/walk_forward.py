@@ -63,6 +63,7 @@ __all__ = [
     "predict_positions",
     "predict_forecasts",
     "ldtm_positions",
+    "position_scale",
     "walk_forward",
     "walk_forward_dmn",
     "walk_forward_ldtm",
@@ -541,8 +542,8 @@ def ldtm_positions(forecast: np.ndarray, daily_vol: np.ndarray, scale: float) ->
 
     ``forecast / daily_vol`` is the forecast in units of the asset's ex-ante daily volatility (a
     z-score); ``scale`` maps a typical z-score to a moderate position. :func:`walk_forward_ldtm`
-    sets ``scale = 1 / std(z)`` over the fold's validation forecasts (pooled over symbols), so
-    nothing from the test block enters. NaN where the forecast or volatility is unknown or the
+    and :func:`kit.training.foundation.walk_forward_foundation` set it with :func:`position_scale`
+    on the fold's validation forecasts, so nothing from the test block enters. NaN where the forecast or volatility is unknown or the
     volatility is not positive. Shapes: any, broadcast; float64.
 
     Raises
@@ -791,6 +792,38 @@ class _LdtmPlan:
         forecasts = {h: pd.concat(b) for h, b in fc_blocks.items()}
         return WalkForwardResult(positions, pd.DataFrame(logs), self.names, self.vol, dict(self.config), pd.DataFrame(curves), None, self.X, forecasts)
 
+def position_scale(forecast_1d, daily_vol) -> float:
+    """The scale ``s`` of :func:`ldtm_positions`, fitted on validation forecasts:
+    ``s = 1 / std(z)`` with ``z = forecast_1d / daily_vol`` pooled over every (date, symbol) pair
+    where z is finite (population standard deviation), so that a one-standard-deviation forecast
+    maps to ``tanh(1) = 0.76``.
+
+    Parameters
+    ----------
+    forecast_1d : array of one-day return forecasts on the validation dates, any shape (e.g.
+        ``(T_val, N)``; NaN where there is none).
+    daily_vol : ex-ante daily volatility, same shape (annualised vol / sqrt(252)).
+
+    Returns
+    -------
+    float > 0; 1.0 when fewer than 2 finite z or when they do not vary.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ.
+    """
+    f = np.asarray(forecast_1d, dtype="float64")
+    v = np.asarray(daily_vol, dtype="float64")
+    if f.shape != v.shape:
+        raise ValueError(f"forecast_1d {f.shape} and daily_vol {v.shape} must have the same shape")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = f / v
+    z = z[np.isfinite(z)]
+    sd = float(np.std(z)) if len(z) > 1 else 0.0
+    return 1.0 / sd if sd > 0 else 1.0
+
+
 
 def walk_forward_ldtm(
     frames: dict,
@@ -831,7 +864,7 @@ def walk_forward_ldtm(
 
     Positions for the backtest: :func:`ldtm_positions` on the one-day forecast, scaled by the
     ex-ante daily volatility, with its scale fitted on the fold's validation forecasts only (pooled
-    over all chunks, by the driver).
+    over all chunks, by the driver; as :func:`position_scale`).
 
     Each (fold, chunk) is one task (:func:`fit_ldtm_chunk`) run by ``backend`` (as
     :func:`walk_forward`); the chunking is part of the task's definition, so every backend gives
