@@ -235,7 +235,7 @@ plt.tight_layout()
 # %%
 split_last = training.walk_forward_splits(close.index, settings.test_start, settings.test_size, None, settings.val_fraction)[-1]
 explained = None
-for name in [m for m in results if settings.variant(m).model in ("momentum_transformer", "ensemble")]:
+for name in [m for m in results if m not in foundation.results and settings.variant(m).model in ("momentum_transformer", "ensemble")]:
     if name in results:
         r = results[name]
         explained = training.explain_transformer(r.last_model, r.features, *split_last.test, settings.lookback, r.feature_names)
