@@ -158,10 +158,17 @@ else:
 registry.history(db=db).set_index("id")
 
 # %% [markdown]
-# Direction accuracy of each walk-forward fold (out of sample), with the gate's threshold.
+# Direction accuracy of each walk-forward fold (out of sample), with the gate's threshold. The plots
+# show the models of this run's universe (its registry scope); the tables list every model in the
+# database, which may hold other universes' models (e.g. an earlier run on survivors).
 
 # %%
-folds = registry.fold_table(db=db)
+def of_scope(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of this universe's models (labels ``<scope>_<model>_<version>``)."""
+    return frame[frame["label"].astype(str).str.startswith(f"{scope}_")] if len(frame) else frame
+
+
+folds = of_scope(registry.fold_table(db=db))
 if len(folds):
     acc = folds.assign(model=folds["label"].str.split("_", n=1).str[1]).pivot(index="fold", columns="model", values="direction_accuracy")
     fig, ax = plt.subplots(figsize=(10, 3.5))
@@ -187,9 +194,9 @@ board = ledger.leaderboard(window, by="model", calendar=close.index, db=db)
 board.set_index("label").round(4)
 
 # %%
-by_symbol = ledger.leaderboard(window, by="symbol", calendar=close.index, db=db)
-rolling = ledger.rolling_accuracy(window, by="model", calendar=close.index, db=db)
-out = ledger.outcomes(db=db)
+by_symbol = of_scope(ledger.leaderboard(window, by="symbol", calendar=close.index, db=db))
+rolling = of_scope(ledger.rolling_accuracy(window, by="model", calendar=close.index, db=db))
+out = of_scope(ledger.outcomes(db=db))
 if len(out):
     def short(label):  # the label without its scope
         return label.split("_", 1)[1]
