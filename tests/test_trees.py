@@ -421,3 +421,29 @@ def test_tree_lstm_stack_on_trained_members_uses_validation_blocks_only(tmp_path
         np.testing.assert_allclose(got[both], want[both], atol=1e-3)  # the weights in folds are rounded to 4 digits
     loaded, payload = load_checkpoint(folds["checkpoint"].iloc[-1])
     assert payload["format"] == "kit.stack/1" and isinstance(loaded, PositionStack) and set(loaded.members) == {"dmn_lstm", "xgb_direction"}
+
+
+def test_a_batch_keeps_fold_predictions_for_the_stack_members_only_and_the_stack_reuses_them(tmp_path, monkeypatch):
+    from kit import data
+    from kit.training import WalkForwardSettings
+    from kit.training import trees as trees_mod
+    from tests.conftest import make_ohlcv
+
+    frames = data.wide_fields(data.adjust_prices(make_ohlcv(("A", "B", "C"), days=900, seed=7)))
+    close = frames["close"]
+    s = WalkForwardSettings.from_params({"test_start": str(close.index[700].date()), "test_size": 100, "epochs": 1, "hidden_size": 4,
+                                         "lookback": 10, "tree_rounds": 20, "tree_early_stopping": 5})
+    trained_by_stack = []
+    real = trees_mod.walk_forward_trees
+
+    def spy(*args, **kw):  # a tree trained again for the stack would come through here with horizon=1 from the stack branch
+        trained_by_stack.append(kw.get("model"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(trees_mod, "walk_forward_trees", spy)
+    res = s.run_models(frames, ["linear", "dmn_lstm", "xgb_direction", "tree_lstm_stack"], checkpoint_dir=tmp_path, progress=False)
+    assert res["linear"].fold_predictions is None  # not a stack member: no inference pass over the validation blocks
+    assert len(res["dmn_lstm"].fold_predictions) == 2 and len(res["xgb_direction"].fold_predictions) == 2
+    assert trained_by_stack == ["xgb_direction"]  # the tree once, for itself; the stack reused it and the LSTM
+    w = res["tree_lstm_stack"].folds["weights"].iloc[0]
+    assert set(w) == {"dmn_lstm", "xgb_direction"}

@@ -260,7 +260,8 @@ class _PositionPlan:
 
     def __init__(self, close, data: _DmnData, *, model, test_start, test_end, test_size, val_fraction, lookback, target_vol,
                  hidden_size, num_layers, dropout, n_heads, members, ensemble_method, train, train_start, checkpoint_dir,
-                 data_sha256):
+                 data_sha256, fold_predictions: bool = True):
+        self.fold_predictions = fold_predictions  # a stack's meta-learner needs them: one inference pass over each validation block
         self.names_to_train = list(members) if model == "ensemble" else [model]
         for name in self.names_to_train:
             if name not in POSITION_MODELS:
@@ -375,15 +376,15 @@ class _PositionPlan:
             if data.member is not None:  # no position where the symbol is not an index member
                 pos = np.where(data.member[split.test[0] : split.test[1]], pos, np.nan)
             blocks.append(pd.DataFrame(pos, index=dates[split.test[0] : split.test[1]], columns=self.close.columns))
-            # this fold's validation and test positions on the full axes, for a stack's meta-learner
-            val_grid, test_grid = np.full(data.y.shape, np.nan), np.full(data.y.shape, np.nan)
-            val_grid[split.val[0] : split.val[1]] = predict_positions(net, data.X, *split.val, self.lookback)
-            test_grid[split.test[0] : split.test[1]] = pos
-            fold_preds.append(FoldPredictions.from_arrays(split.fold, val_grid, test_grid))
+            if self.fold_predictions:  # this fold's validation and test positions on the full axes, for a stack's meta-learner
+                val_grid, test_grid = np.full(data.y.shape, np.nan), np.full(data.y.shape, np.nan)
+                val_grid[split.val[0] : split.val[1]] = predict_positions(net, data.X, *split.val, self.lookback)
+                test_grid[split.test[0] : split.test[1]] = pos
+                fold_preds.append(FoldPredictions.from_arrays(split.fold, val_grid, test_grid))
             last_model = net
         positions = pd.concat(blocks)
         return WalkForwardResult(positions, pd.DataFrame(logs), data.names, data.vol, self.config, pd.DataFrame(curves), last_model, data.X,
-                                 fold_predictions=fold_preds)
+                                 fold_predictions=fold_preds if self.fold_predictions else None)
 
 
 def _execute(plans, backend=None, progress: bool = True) -> list[WalkForwardResult]:
@@ -912,7 +913,8 @@ _COMMON_WF_KEYS = ("test_start", "test_end", "test_size", "val_fraction", "train
 
 
 
-def _plan(frames: dict, model: str, ldtm: dict | None, dmn_cache: dict, kwargs: dict, progress: bool = False):
+def _plan(frames: dict, model: str, ldtm: dict | None, dmn_cache: dict, kwargs: dict, progress: bool = False,
+          fold_predictions: bool = True):
     """The plan of one model's walk-forward (the position models' features computed once per target
     volatility and feature specification)."""
     kwargs = {k: v for k, v in kwargs.items() if k not in ("progress", "backend")}
@@ -930,7 +932,7 @@ def _plan(frames: dict, model: str, ldtm: dict | None, dmn_cache: dict, kwargs: 
     if key not in dmn_cache:
         dmn_cache[key] = _dmn_data(frames["close"], key[0], ns=f"dmn{len(dmn_cache) or ''}", membership=membership, features=features,
                                    data_sha256=kw["data_sha256"], progress=progress)
-    return _PositionPlan(frames["close"], dmn_cache[key], model=model, **kw)
+    return _PositionPlan(frames["close"], dmn_cache[key], model=model, fold_predictions=fold_predictions, **kw)
 
 
 _POSITION_DEFAULTS = {
@@ -997,7 +999,8 @@ def walk_forward_model(
 
 
 def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, ldtm: dict | None = None, tree: dict | None = None,
-                        backend=None, progress: bool = True, previous: dict | None = None, **kwargs) -> dict:
+                        backend=None, progress: bool = True, previous: dict | None = None, fold_predictions: bool | None = None,
+                        **kwargs) -> dict:
     """Walk-forward training of several models at once: every (model, fold) fit of every model is
     one task in a single batch run by ``backend`` (so a pool or cluster is kept busy across
     models, the longest tasks first), a fit shared by two models (the ensemble's DMN member and
@@ -1017,6 +1020,9 @@ def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, 
     ldtm, tree, kwargs : as :func:`walk_forward_model`.
     previous : name -> result trained earlier in this run, which a stack may reuse (as those of
         this batch).
+    fold_predictions : keep every fold's validation and test positions (``result.fold_predictions``,
+        an inference pass over each validation block in the driver) for every position model
+        (True), for none (False), or (None, default) for the members of a stack of this batch only.
 
     Returns
     -------
@@ -1036,7 +1042,10 @@ def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, 
     own = {m: dict((per_model or {}).get(m) or {}) for m in models}
     base = {m: own[m].pop("model", m) for m in models}  # the catalogue model a (variant) name trains
     tasked = [m for m in models if base[m] == "ldtm" or model_kind(base[m]) not in TREE_KINDS]
-    plans = [_plan(frames, base[m], ldtm, cache, {**kwargs, **own[m]}, progress=progress) for m in tasked]
+    # fold predictions (an inference pass over every validation block) only for the members of a stack of this batch
+    stacked = set((tree or {}).get("stack_members") or ()) if any(model_kind(base[m]) == "stack" for m in models if base[m] != "ldtm") else set()
+    keep = {m: (m in stacked) if fold_predictions is None else bool(fold_predictions) for m in tasked}
+    plans = [_plan(frames, base[m], ldtm, cache, {**kwargs, **own[m]}, progress=progress, fold_predictions=keep[m]) for m in tasked]
     done = dict(zip(tasked, _execute(plans, backend, progress), strict=True))
     for m in models:
         if m not in done:
@@ -1226,15 +1235,18 @@ class WalkForwardSettings:
         features, with its checkpoints in a folder of its own; ``result.config["variant"]`` names it."""
         return self.run_models(frames, [name], hypers={name: hyper} if hyper else None, checkpoint_dir=checkpoint_dir,
                                data_sha256=data_sha256, progress=progress, backend=backend, membership=membership,
-                               previous=previous)[name]
+                               previous=previous, fold_predictions=True)[name]
 
     def run_models(self, frames: dict, names, *, hypers: dict | None = None, checkpoint_dir=None, data_sha256: str = "",
-                   progress: bool = True, backend=None, membership: pd.DataFrame | None = None, previous: dict | None = None) -> dict:
+                   progress: bool = True, backend=None, membership: pd.DataFrame | None = None, previous: dict | None = None,
+                   fold_predictions: bool | None = None) -> dict:
         """Train every model in ``names`` with these settings as one batch of tasks
         (:func:`walk_forward_models`); ``hypers`` maps a model name to its overrides (as ``hyper``
         of :meth:`run`); variants train their model on their features (checkpoints in a folder
         named after the variant, ``config["variant"]`` set); ``previous`` results are reused by a
-        stack. Each model's result equals :meth:`run`'s. Returns name -> result."""
+        stack; ``fold_predictions`` as :func:`walk_forward_models` (:meth:`run` keeps them, so
+        that a stack trained later can reuse the result). Each model's positions, checkpoints and
+        logs equal :meth:`run`'s. Returns name -> result."""
         names = list(names)
         base = self._kwargs(None, checkpoint_dir, data_sha256, membership)
         per_model = {}
@@ -1251,7 +1263,7 @@ class WalkForwardSettings:
                 own.update({k: v for k, v in kw.items() if k in ("hidden_size", "dropout", "train")})
             per_model[n] = own
         out = walk_forward_models(frames, names, per_model=per_model, ldtm=self._ldtm(), tree=self.tree_settings(), backend=backend,
-                                  progress=progress, previous=previous, **base)
+                                  progress=progress, previous=previous, fold_predictions=fold_predictions, **base)
         for n in names:
             v = self.variant(n)
             if v.is_variant:
