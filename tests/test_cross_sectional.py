@@ -291,6 +291,21 @@ def test_square_root_impact_hand_case():
         portfolio.MarketImpact(imp.adv, imp.daily_vol, capital=0)
 
 
+def test_impact_after_a_masked_stretch_uses_the_last_adv_known_before_it():
+    # a cleaning policy masks a stretch longer than the ADV window: the first day after it has no traded
+    # day in its window; the ADV is the last one known before the stretch (past data only), not NaN
+    idx = pd.bdate_range("2020-01-01", periods=40)
+    close = pd.DataFrame({"A": 100.0}, index=idx)
+    vol = np.full(40, 1e6)
+    vol[5:30] = np.nan  # 25 masked days, adv_window 20
+    volume = pd.DataFrame({"A": vol}, index=idx)
+    imp = portfolio.market_impact(close, volume, adv_window=20)
+    assert imp.adv["A"].iloc[30] == pytest.approx(1e8) and imp.adv["A"].iloc[1:].notna().all()
+    assert np.isnan(imp.adv["A"].iloc[0])  # nothing known before the first day: an order there is still refused
+    before = portfolio.market_impact(close.iloc[:31], volume.iloc[:31], adv_window=20)  # no look-ahead: later days change nothing
+    assert before.adv["A"].iloc[30] == imp.adv["A"].iloc[30]
+
+
 @pytest.mark.slow
 def test_reference_fee_bookkeeping_with_impact_equals_vectorbt_given_the_same_fees():
     import vectorbt as vbt

@@ -163,8 +163,10 @@ def market_impact(
     vol_span: int = 60,
 ) -> MarketImpact:
     """:class:`MarketImpact` from prices and volumes: ``adv_t`` = mean of ``close * volume`` over
-    dates ``t - adv_window .. t - 1`` (missing days skipped; past days only), ``daily_vol_t`` =
-    :func:`kit.features.ex_ante_vol` of daily returns up to t (span ``vol_span``, not annualised).
+    dates ``t - adv_window .. t - 1`` (missing days skipped; past days only; when that window holds
+    no traded day, e.g. right after rows masked by the cleaning policy or a suspension, the last
+    ADV known before it), ``daily_vol_t`` = :func:`kit.features.ex_ante_vol` of daily returns up to
+    t (span ``vol_span``, not annualised).
 
     Parameters
     ----------
@@ -180,7 +182,7 @@ def market_impact(
     if int(adv_window) != adv_window or adv_window < 1:
         raise ValueError(f"adv_window must be a positive integer, got {adv_window!r}")
     dollars = (close * volume).where(volume > 0)
-    adv = dollars.rolling(int(adv_window), min_periods=1).mean().shift(1)
+    adv = dollars.rolling(int(adv_window), min_periods=1).mean().shift(1).ffill()  # past data only, either way
     vol = ex_ante_vol(daily_returns(close), span=vol_span, annualise=False)
     return MarketImpact(adv, vol, half_spread_bps, k, capital)
 
