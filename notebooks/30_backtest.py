@@ -139,7 +139,7 @@ membership = loaded.mask_for(close)  # (T, N) index membership of each day; None
 outputs = reports.model_outputs(run_dir, models, frames, settings, backend=(backend, address, workers, threads), membership=membership)
 # time-series positions go through per-asset volatility targeting; a ranker's legs become a long-short book
 kinds = {name: model_kind(settings.variant(name).model) for name in outputs}
-model_positions = {settings.label(name): pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
+model_positions = {settings.label(name): pos if membership is None else pos.where(data.align_membership(membership, pos))
                    for name, (pos, _) in outputs.items() if kinds[name] != "ranker"}
 oos = next(iter(outputs.values()))[0].index
 rebalance = kf.rebalance_dates(oos, rebalance_freq)
@@ -153,7 +153,7 @@ ts_benchmarks = portfolio.benchmark_positions(close, oos)
 # the foundation models 20_train ran in this run, when their weights were present (none when run by hand)
 for name, label in reports.foundation_models_of_run(run_dir).items():
     pos = reports.load_positions(run_dir, name)
-    model_positions[label] = pos if membership is None else pos.where(membership.reindex(index=pos.index, columns=pos.columns, fill_value=False))
+    model_positions[label] = pos if membership is None else pos.where(data.align_membership(membership, pos))
 vol = kf.ex_ante_vol(kf.daily_returns(close))
 n_symbols_oos = len(close.columns)
 print(f"{n_symbols_oos} symbols, out of sample {oos[0].date()} to {oos[-1].date()} ({len(oos)} days), costs {cost_bps} bps, "

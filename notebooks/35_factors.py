@@ -96,7 +96,7 @@ def on_close(frame: pd.DataFrame) -> pd.DataFrame:
     """A score on the out-of-sample dates, on the full axes of ``close`` (NaN elsewhere and, with a
     point-in-time universe, where the symbol is not an index member that day)."""
     out = frame.reindex(index=oos).reindex(index=close.index, columns=close.columns)
-    return out if membership is None else out.where(membership.reindex(index=close.index, columns=close.columns, fill_value=False).astype(bool))
+    return out if membership is None else out.where(data.align_membership(membership, close))
 
 
 scores = {}

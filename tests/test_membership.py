@@ -102,3 +102,14 @@ def test_backtest_applies_the_membership_mask():
     w = res.weights
     assert (w["BBB"].loc[close.index[150]:] == 0).all() and (w["BBB"].loc[: close.index[149]] > 0).all()
     np.testing.assert_allclose(w.loc[close.index[200], ["AAA", "CCC"]].to_numpy(), 0.15 / 0.2 / 2)
+
+
+def test_align_membership_is_false_where_the_mask_does_not_reach():
+    from kit.data import align_membership
+
+    idx = pd.bdate_range("2020-01-01", periods=3)
+    mask = pd.DataFrame({"A": [True, False, None]}, index=idx[:3])
+    frame = pd.DataFrame(0.0, index=idx.append(pd.DatetimeIndex(["2020-01-06"])), columns=["A", "B"])
+    got = align_membership(mask, frame)
+    assert got.dtypes.eq(bool).all() and got.shape == (4, 2)
+    assert got["A"].tolist() == [True, False, False, False] and not got["B"].any()

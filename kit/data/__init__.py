@@ -19,6 +19,7 @@ from .load import (
 )
 from .membership import (
     UNIVERSE_MODES,
+    align_membership,
     load_membership,
     members_on,
     membership_file,
@@ -75,6 +76,7 @@ __all__ = [
     "members_on",
     "membership_file",
     "membership_mask",
+    "align_membership",
     "survivorship_coverage",
     "UniverseData",
     "store_coverage",

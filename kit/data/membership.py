@@ -26,7 +26,7 @@ import pandas as pd
 from ..paths import DATA_DIR
 from .schema import DataFormatError
 
-__all__ = ["membership_file", "alias_file", "load_membership", "members_on", "membership_mask",
+__all__ = ["membership_file", "alias_file", "load_membership", "members_on", "membership_mask", "align_membership",
            "survivorship_coverage", "UNIVERSE_MODES"]
 
 UNIVERSE_MODES = ("point_in_time", "survivors")
@@ -125,6 +125,14 @@ def members_on(date, membership: pd.DataFrame | None = None) -> list[str]:
     d = pd.Timestamp(date)
     on = (m["start_date"] <= d) & (m["end_date"].isna() | (d < m["end_date"]))
     return sorted(set(m.loc[on, "symbol"]))
+
+
+def align_membership(membership, frame: pd.DataFrame) -> pd.DataFrame:
+    """A ``(T, N)`` membership mask (bool, or anything ``DataFrame`` accepts) on ``frame``'s dates and
+    symbols: bool, False wherever the mask does not cover (a date or symbol it lacks, a missing
+    cell). The one alignment every layer that trades, trains or scores on members uses."""
+    m = pd.DataFrame(membership).reindex(index=frame.index, columns=frame.columns, fill_value=False)
+    return m.fillna(False).astype(bool)
 
 
 def membership_mask(dates, symbols, membership: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .clean import CleaningPolicy, CleaningReport, clean_prices
 from .load import _resolve, adjust_prices, infer_frequency, read_prices, source_market_moves, trading_calendar
-from .membership import UNIVERSE_MODES, members_on, membership_mask, survivorship_coverage
+from .membership import UNIVERSE_MODES, align_membership, members_on, membership_mask, survivorship_coverage
 from .validate import ValidationReport, validate_prices
 
 
@@ -89,7 +89,7 @@ class UniverseData:
         or None for ``survivors``."""
         if self.membership is None:
             return None
-        return self.membership.reindex(index=frame.index, columns=frame.columns, fill_value=False).astype(bool)
+        return align_membership(self.membership, frame)
 
 
 def load_universe(

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import COST_SWEEP_BPS, TARGET_VOL, TRADING_DAYS
+from ..data import align_membership
 from ..features import daily_returns, ex_ante_vol
 from .sizing import _cap_exposure, _check_labels, portfolio_vol_scaled_weights, vol_scaled_weights
 
@@ -330,7 +331,7 @@ def _returns_from_fills(orders: np.ndarray, px: np.ndarray, init_cash: float) ->
 
 def _live(membership, frame: pd.DataFrame) -> pd.DataFrame:
     """``membership`` as a bool frame on ``frame``'s axes (cells it does not cover: not members)."""
-    return pd.DataFrame(membership).reindex(index=frame.index, columns=frame.columns, fill_value=False).fillna(False).astype(bool)
+    return align_membership(membership, frame)
 
 
 def compare_strategies(

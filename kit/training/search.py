@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data import align_membership
 from ..features import feature_array, make_sequences, next_day_target
 from ..models import make_model
 from .splits import count_leakage, walk_forward_splits
@@ -224,8 +225,7 @@ def search_hyperparameters(
     target, _ = next_day_target(close, target_vol=target_vol)
     y = target.to_numpy(dtype="float64")
     if membership is not None:  # point-in-time: no target where the symbol is not an index member
-        member = pd.DataFrame(membership).reindex(index=close.index, columns=close.columns, fill_value=False)
-        y = np.where(member.fillna(False).to_numpy(dtype=bool), y, np.nan)
+        y = np.where(align_membership(membership, close).to_numpy(dtype=bool), y, np.nan)
     split = walk_forward_splits(close.index, search_until, 1, None, val_fraction, horizon=1)[0]
     valid = np.isfinite(X).all(axis=-1) & np.isfinite(y)
     if count_leakage(split, valid):

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import VOL_SPAN
+from ..data import align_membership
 from ..features import (
     FeatureArray,
     daily_returns,
@@ -876,7 +877,7 @@ def walk_forward_tree_model(
     kind = model_kind(model)
     close = frames["close"]
     if membership is not None:
-        membership = pd.DataFrame(membership).reindex(index=close.index, columns=close.columns, fill_value=False).fillna(False).to_numpy(dtype=bool)
+        membership = align_membership(membership, close).to_numpy(dtype=bool)
     common = dict(membership=membership, test_start=test_start, test_end=test_end, test_size=test_size, val_fraction=val_fraction, train_start=train_start, seed=seed,
                   threads=threads, checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress)
     if kind == "ranker":

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from ..conventions import FORECAST_HORIZONS, TARGET_VOL, TRADING_DAYS
+from ..data import align_membership
 from ..features import (
     daily_returns,
     ex_ante_vol,
@@ -223,8 +224,7 @@ def _member_array(membership, frame: pd.DataFrame) -> np.ndarray | None:
     """The ``(T, N)`` bool membership mask aligned to ``frame`` (False where not given), or None."""
     if membership is None:
         return None
-    m = pd.DataFrame(membership).reindex(index=frame.index, columns=frame.columns, fill_value=False)
-    return m.fillna(False).to_numpy(dtype=bool)
+    return align_membership(membership, frame).to_numpy(dtype=bool)
 
 
 @dataclass
@@ -1043,7 +1043,7 @@ def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, 
     base = {m: own[m].pop("model", m) for m in models}  # the catalogue model a (variant) name trains
     tasked = [m for m in models if base[m] == "ldtm" or model_kind(base[m]) not in TREE_KINDS]
     # fold predictions (an inference pass over every validation block) only for the members of a stack of this batch
-    stacked = set((tree or {}).get("stack_members") or ()) if any(model_kind(base[m]) == "stack" for m in models if base[m] != "ldtm") else set()
+    stacked = set((tree or {}).get("stack_members") or ()) if any(model_kind(base[m]) == "stack" for m in models) else set()
     keep = {m: (m in stacked) if fold_predictions is None else bool(fold_predictions) for m in tasked}
     plans = [_plan(frames, base[m], ldtm, cache, {**kwargs, **own[m]}, progress=progress, fold_predictions=keep[m]) for m in tasked]
     done = dict(zip(tasked, _execute(plans, backend, progress), strict=True))
