@@ -125,12 +125,15 @@ summary
 # ## Registry
 # Every registered model with its pooled walk-forward evidence (direction accuracy and MAPE are
 # fold means weighted by each fold's number of calls), its status and the outcome of its last gate
-# evaluation.
+# evaluation. `oos_sharpe` and `benchmark_sharpe` are the whole out-of-sample period's Sharpe ratios
+# of the volatility-scaled book and of long only, net of the gate's `cost_bps` (5 bps of every change
+# of the scaled position unless the profile's `gate` says otherwise); the net ratio decides which
+# passing candidate becomes active. `oos_sharpe_gross` is the same before costs.
 
 # %%
 models_table = registry.list_models(db=db)
-cols = ["label", "status", "forecaster", "folds", "n_obs", "direction_accuracy", "mape", "leakage_rows", "oos_sharpe", "benchmark_sharpe",
-        "gate", "gate_failures"]
+cols = ["label", "status", "forecaster", "folds", "n_obs", "direction_accuracy", "mape", "leakage_rows", "oos_sharpe", "oos_sharpe_gross",
+        "benchmark_sharpe", "gate", "gate_failures"]
 models_table[cols].set_index("label").round(4)
 
 # %% [markdown]

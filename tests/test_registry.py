@@ -324,6 +324,88 @@ def test_fold_sharpe_matches_the_long_only_benchmark_for_long_positions():
     assert oos["sharpe_ratio"] == pytest.approx(oos["benchmark_sharpe"]) and oos["n_days"] == 99
 
 
+def _net_sharpe_reference(positions, close, cost_bps):
+    """Plain-loop reference of the net captured-return Sharpe ratio (Lim et al., 2019, transaction costs)."""
+    from kit.features import daily_returns, ex_ante_vol
+
+    vol = ex_ante_vol(daily_returns(close)).reindex(positions.index).to_numpy(float)
+    nxt = (close.shift(-1) / close - 1.0).reindex(positions.index).to_numpy(float)
+    x = positions.to_numpy(float)
+    c = cost_bps * 1e-4
+    T, N = x.shape
+    daily = []
+    prev = np.zeros(N)
+    for t in range(T):
+        vals = []
+        held = np.zeros(N)
+        for j in range(N):
+            v = vol[t, j]
+            held[j] = (0.0 if not np.isfinite(x[t, j]) else x[t, j]) / v if np.isfinite(v) and v > 0 else 0.0
+            if np.isfinite(x[t, j]) and np.isfinite(nxt[t, j]) and np.isfinite(v) and v > 0:
+                vals.append(x[t, j] * nxt[t, j] / v - c * abs(held[j] - prev[j]))
+        prev = held
+        if vals:
+            daily.append(np.mean(vals))
+    daily = np.asarray(daily)
+    return daily.mean() / daily.std(ddof=1) * np.sqrt(252)
+
+
+def test_oos_sharpe_net_of_costs_matches_a_plain_loop():
+    rng = np.random.default_rng(7)
+    idx = pd.bdate_range("2020-01-01", periods=160)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0.0003, 0.01, (160, 3)), 0)), index=idx, columns=list("ABC"))
+    pos = pd.DataFrame(rng.uniform(-1, 1, (80, 3)), index=idx[80:], columns=close.columns)
+    pos.iloc[5:9, 1] = np.nan  # a symbol out of the book for a few days: flat, re-entry charged
+    folds = pd.DataFrame({"fold": [0], "test_start": [idx[80]], "test_end": [idx[-1]], "leakage_rows": [0]})
+    res = SimpleNamespace(positions=pos, folds=folds)
+    gross = analytics.oos_metrics(res, close)
+    for bps in (0.0, 5.0, 50.0):
+        oos = analytics.oos_metrics(res, close, cost_bps=bps)
+        assert oos["sharpe_ratio"] == pytest.approx(_net_sharpe_reference(pos, close, bps), rel=1e-9)
+        assert oos["gross_sharpe_ratio"] == pytest.approx(gross["sharpe_ratio"]) and oos["cost_bps"] == bps
+    assert analytics.oos_metrics(res, close, cost_bps=50.0)["sharpe_ratio"] < gross["sharpe_ratio"] - 0.5  # turnover of random books is costly
+    fm = analytics.fold_metrics(res, close, cost_bps=5.0)
+    assert fm.loc[0, "sharpe_ratio"] == pytest.approx(_net_sharpe_reference(pos, close, 5.0), rel=1e-9)
+    assert fm.loc[0, "gross_sharpe_ratio"] == pytest.approx(gross["sharpe_ratio"])
+    for bad in (-1.0, float("nan"), float("inf"), "5", True):
+        with pytest.raises(ValueError, match="cost_bps"):
+            analytics.oos_metrics(res, close, cost_bps=bad)
+    with pytest.raises(ValueError, match="cost_bps"):
+        registry.GateThresholds(cost_bps=-2)
+
+
+def test_fold_costs_carry_the_previous_folds_last_position():
+    rng = np.random.default_rng(3)
+    idx = pd.bdate_range("2020-01-01", periods=200)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (200, 2)), 0)), index=idx, columns=list("AB"))
+    folds = pd.DataFrame({"fold": [0, 1], "test_start": [idx[100], idx[150]], "test_end": [idx[149], idx[199]], "leakage_rows": [0, 0]})
+    ones = pd.DataFrame(1.0, index=idx[100:], columns=close.columns)
+    fm = analytics.fold_metrics(SimpleNamespace(positions=ones, folds=folds), close, cost_bps=20.0)
+    # long only is the benchmark, so both pay the same costs, the entry included, in every fold
+    assert np.allclose(fm["sharpe_ratio"], fm["benchmark_sharpe"])
+    assert (fm["sharpe_ratio"] < fm["gross_sharpe_ratio"]).all()
+
+
+def test_register_and_gate_activates_the_best_net_of_costs_not_the_best_gross(url, tmp_path):
+    rng = np.random.default_rng(5)
+    idx = pd.bdate_range("2020-01-01", periods=200)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0.002, 0.01, (200, 3)), 0)), index=idx, columns=list("ABC"))
+    nxt = np.sign(close.shift(-1) / close - 1).iloc[100:].fillna(1.0)
+    results = {
+        "mlp": _fake_result(close, "mlp", nxt, tmp_path),  # foresight that flips about a third of the days: huge gross, huge turnover
+        "linear": _fake_result(close, "linear", nxt * 0 + 1.0, tmp_path),  # long only: a modest edge, almost no turnover
+    }
+    scope = registry.universe_scope(close.columns)
+    th = {"min_direction_accuracy": 0.5, "cost_bps": 100.0}
+    table = registry.register_and_gate(results, close, scope, th, model_dir=tmp_path / "m", db=url).set_index("name")
+    assert (table["gate"] == "passed").all()
+    models = registry.list_models(db=url).set_index("name")
+    assert models.loc["mlp", "oos_sharpe_gross"] > models.loc["linear", "oos_sharpe_gross"]  # the gross ranking would pick mlp
+    assert models.loc["mlp", "oos_sharpe"] < models.loc["linear", "oos_sharpe"] and (models["cost_bps"] == 100.0).all()
+    assert registry.active_model(scope, db=url)["name"] == "linear"
+    assert table.loc["mlp", "status"] == "retired"
+
+
 def test_register_walk_forward_end_to_end(url, tmp_path):
     from kit import training
 

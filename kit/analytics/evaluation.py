@@ -16,6 +16,11 @@ On each walk-forward test block, with ``r_{t+1} = close_{t+1} / close_t - 1``:
   to the constant target volatility; ``sigma`` is :func:`kit.features.indicators.ex_ante_vol`); forecasters
   trade ``sign(f_{t,1})``. ``benchmark_sharpe``: the same for long only (position 1) on the same
   (date, symbol) pairs.
+* Costs (``cost_bps`` = c in basis points, default 0): both Sharpe ratios are net of
+  ``c 1e-4 |x_t / sigma_t - x_{t-1} / sigma_{t-1}|`` per (date, symbol), Lim et al. (2019), section "Transaction costs"
+  (the cost term of the volatility-scaled return, up to the same constant target volatility); a
+  symbol's first traded day is charged from a flat position, a day without a position counts as flat.
+  ``gross_sharpe_ratio`` keeps the ratio before costs.
 
 Quantile forecasters (foundation models, :func:`quantile_metrics`), per horizon h with the realised
 ``a = close_{t+h} / close_t - 1``: ``coverage_10_90`` = share of ``q10 <= a <= q90`` (nominal 0.8),
@@ -50,10 +55,31 @@ def _check_close(close: pd.DataFrame, frame: pd.DataFrame, what: str) -> pd.Data
 
 
 
-def _captured(calls: pd.DataFrame, r1: pd.DataFrame, vol: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def _check_cost(cost_bps) -> float:
+    if isinstance(cost_bps, bool) or not isinstance(cost_bps, int | float | np.integer | np.floating) or not np.isfinite(cost_bps) or cost_bps < 0:
+        raise ValueError(f"cost_bps must be a finite number >= 0 (basis points), got {cost_bps!r}")
+    return float(cost_bps)
+
+
+def _cost_terms(trade: pd.DataFrame, vol: pd.DataFrame, cost_bps: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (date, symbol) cost of the strategy and of long only in captured-return units:
+    ``c |x_t / sigma_t - x_{t-1} / sigma_{t-1}|`` over the whole stitched frame (a missing position or
+    volatility is a flat book), so a fold's first day is charged from the previous fold's last."""
+    c = cost_bps * 1e-4
+    inv = (1.0 / vol.where(vol > 0)).fillna(0.0)
+    held = (trade.fillna(0.0) * inv)
+    strat = c * held.diff().fillna(held).abs()
+    bench = c * inv.diff().fillna(inv).abs()
+    return strat, bench
+
+
+def _captured(calls: pd.DataFrame, r1: pd.DataFrame, vol: pd.DataFrame, costs: tuple | None = None) -> tuple[pd.Series, pd.Series]:
     live = np.isfinite(calls) & np.isfinite(r1) & (vol > 0)
-    strat = (calls * r1 / vol).where(live).mean(axis=1).dropna()
-    bench = (r1 / vol).where(live).mean(axis=1).dropna()
+    strat_r, bench_r = calls * r1 / vol, r1 / vol
+    if costs is not None:
+        strat_r, bench_r = strat_r - costs[0].reindex_like(strat_r), bench_r - costs[1].reindex_like(bench_r)
+    strat = strat_r.where(live).mean(axis=1).dropna()
+    bench = bench_r.where(live).mean(axis=1).dropna()
     return strat, bench
 
 
@@ -83,7 +109,7 @@ def _calls_and_inputs(result, close, forecasts):
 
 
 
-def fold_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None) -> pd.DataFrame:
+def fold_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None, cost_bps: float = 0.0) -> pd.DataFrame:
     """Out-of-sample metrics per walk-forward fold, for the registry and the promotion gate.
 
     Parameters
@@ -98,24 +124,29 @@ def fold_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None) 
         default ``result.forecasts`` when the result has them (:func:`kit.training.walk_forward.walk_forward_ldtm`);
         horizon 1 is required. Its sign is the direction call and, without positions, the traded
         position.
+    cost_bps : float >= 0, basis points charged on the change of the volatility-scaled position
+        (module docstring); 0 gives the gross Sharpe ratios.
 
     Returns
     -------
     DataFrame, one row per fold: ``fold`` (int), ``test_start``, ``test_end`` (date), ``n_obs``
     (directional calls with a known outcome), ``direction_accuracy``, ``mape`` (NaN for position
-    models), ``leakage_rows`` (int), ``sharpe_ratio``, ``benchmark_sharpe`` (annualised; NaN when
-    undefined), plus ``mape_{h}`` per forecast horizon. Formulas in the module docstring.
+    models), ``leakage_rows`` (int), ``sharpe_ratio``, ``benchmark_sharpe`` (annualised, net of
+    ``cost_bps``; NaN when undefined), ``gross_sharpe_ratio`` (before costs), plus ``mape_{h}`` per
+    forecast horizon. Formulas in the module docstring.
 
     Raises
     ------
     ValueError
         Missing fold columns, symbols or dates of the predictions not in ``close``, forecasts without
-        horizon 1.
+        horizon 1, ``cost_bps`` negative or not finite.
     """
     folds = getattr(result, "folds", None)
     if folds is None or not {"fold", "test_start", "test_end", "leakage_rows"} <= set(folds.columns):
         raise ValueError("result.folds must have columns fold, test_start, test_end, leakage_rows")
+    cost_bps = _check_cost(cost_bps)
     calls, trade, forecasts, c, r1, vol = _calls_and_inputs(result, close, forecasts)
+    costs = _cost_terms(trade, vol, cost_bps)
     per_fold = folds.groupby("fold").agg(test_start=("test_start", "first"), test_end=("test_end", "first"), leakage_rows=("leakage_rows", "max"))
     rows = []
     for fold, f in per_fold.iterrows():
@@ -134,20 +165,32 @@ def fold_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None) 
             row[f"mape_{h}"] = float(ape.mean()) if len(ape) else float("nan")
         if forecasts:
             row["mape"] = row["mape_1"]
-        strat, bench = _captured(trade.loc[idx], r1.loc[idx], vol.loc[idx])
-        row["sharpe_ratio"] = _sharpe(strat) if _sharpe(strat) is not None else float("nan")
-        row["benchmark_sharpe"] = _sharpe(bench) if _sharpe(bench) is not None else float("nan")
+        gross, _ = _captured(trade.loc[idx], r1.loc[idx], vol.loc[idx])
+        strat, bench = _captured(trade.loc[idx], r1.loc[idx], vol.loc[idx], (costs[0].loc[idx], costs[1].loc[idx]))
+        for key, r in (("sharpe_ratio", strat), ("benchmark_sharpe", bench), ("gross_sharpe_ratio", gross)):
+            v = _sharpe(r)
+            row[key] = v if v is not None else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 
-def oos_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None) -> dict:
-    """Whole stitched out-of-sample period: ``{"sharpe_ratio", "benchmark_sharpe", "n_days"}``
-    (annualised Sharpe ratios as in :func:`fold_metrics`; None when undefined)."""
+def oos_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None, cost_bps: float = 0.0) -> dict:
+    """Whole stitched out-of-sample period: ``{"sharpe_ratio", "benchmark_sharpe",
+    "gross_sharpe_ratio", "cost_bps", "n_days"}``: annualised Sharpe ratios as in :func:`fold_metrics`
+    (the first two net of ``cost_bps``; None when undefined).
+
+    Raises
+    ------
+    ValueError
+        As :func:`fold_metrics`.
+    """
+    cost_bps = _check_cost(cost_bps)
     calls, trade, forecasts, c, r1, vol = _calls_and_inputs(result, close, forecasts)
-    strat, bench = _captured(trade, r1, vol)
-    return {"sharpe_ratio": _sharpe(strat), "benchmark_sharpe": _sharpe(bench), "n_days": int(len(strat))}
+    gross, _ = _captured(trade, r1, vol)
+    strat, bench = _captured(trade, r1, vol, _cost_terms(trade, vol, cost_bps))
+    return {"sharpe_ratio": _sharpe(strat), "benchmark_sharpe": _sharpe(bench), "gross_sharpe_ratio": _sharpe(gross), "cost_bps": cost_bps,
+            "n_days": int(len(strat))}
 
 
 

@@ -206,6 +206,11 @@ class GateThresholds:
     min_folds : at least this many walk-forward folds (2).
     require_beat_benchmark : if True, the out-of-sample Sharpe ratio must exceed the long-only
         benchmark's on the same dates and symbols (False).
+    cost_bps : basis points charged on every change of the volatility-scaled position before the
+        out-of-sample Sharpe ratios are computed (5.0; :func:`kit.analytics.oos_metrics`). Those
+        net ratios rank the candidates that pass (the best becomes active) and are what
+        ``require_beat_benchmark`` compares, so a model whose edge is eaten by its turnover does not
+        win on its gross Sharpe ratio.
     """
 
     min_direction_accuracy: float = 0.52
@@ -213,6 +218,7 @@ class GateThresholds:
     max_leakage_rows: int = 0
     min_folds: int = 2
     require_beat_benchmark: bool = False
+    cost_bps: float = 5.0
 
     def __post_init__(self):
         if not 0.0 <= self.min_direction_accuracy <= 1.0:
@@ -225,6 +231,8 @@ class GateThresholds:
             raise ValueError(f"min_folds must be an integer >= 1, got {self.min_folds!r}")
         if not isinstance(self.require_beat_benchmark, bool | np.bool_):
             raise ValueError(f"require_beat_benchmark must be True or False, got {self.require_beat_benchmark!r}")
+        if isinstance(self.cost_bps, bool) or not (isinstance(self.cost_bps, int | float) and np.isfinite(self.cost_bps) and self.cost_bps >= 0):
+            raise ValueError(f"cost_bps must be a finite number >= 0 (basis points), got {self.cost_bps!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> GateThresholds:
@@ -326,7 +334,7 @@ def _validate_folds(folds: pd.DataFrame) -> list[dict]:
     if folds["fold"].duplicated().any():
         raise ValueError(f"folds has duplicate fold numbers: {sorted(folds['fold'][folds['fold'].duplicated()].tolist())}")
     out = []
-    core = {"fold", "test_start", "test_end", "n_obs", "direction_accuracy", "mape", "leakage_rows", "sharpe_ratio", "benchmark_sharpe"}
+    core = {"fold", "test_start", "test_end", "n_obs", "direction_accuracy", "mape", "leakage_rows", "sharpe_ratio", "benchmark_sharpe"}  # others: extra
     for r in folds.to_dict("records"):
         fold = r["fold"]
         n_obs, leak, acc = r["n_obs"], r["leakage_rows"], r["direction_accuracy"]
@@ -414,8 +422,9 @@ def register(
         checkpoint name and weights sha256), else its ``config``.
     forecaster : whether the MAPE criterion applies; default: ``architecture["model"]`` is ``ldtm``
         or a foundation model, or any fold has a MAPE.
-    oos_sharpe, benchmark_sharpe : whole out-of-sample Sharpe ratios (:func:`oos_metrics`), for the
-        optional benchmark criterion.
+    oos_sharpe, benchmark_sharpe : whole out-of-sample Sharpe ratios (:func:`oos_metrics`, net of
+        the costs named in ``extra["cost_bps"]``), for the ranking of candidates and the optional
+        benchmark criterion.
     extra : JSON-able mapping stored with the model (run id, configuration, ...).
     model_dir : folder for the versioned checkpoints (default :func:`default_model_dir`).
     if_exists : ``"error"`` (raise :class:`DuplicateModelError`) or ``"skip"`` (return the id of the
@@ -523,10 +532,13 @@ def register_walk_forward(
     extra: dict | None = None,
     model_dir=None,
     if_exists: str = "error",
+    cost_bps: float = GateThresholds.cost_bps,
     db=None,
 ) -> int:
     """Register a :class:`kit.training.WalkForwardResult` as a candidate: computes
-    :func:`fold_metrics` and :func:`oos_metrics` from ``close`` and calls :func:`register`.
+    :func:`fold_metrics` and :func:`oos_metrics` from ``close`` net of ``cost_bps`` (basis points
+    on the change of the volatility-scaled position, default 5) and calls :func:`register`; the
+    model's ``extra`` records ``cost_bps`` and ``oos_sharpe_gross`` (before costs).
 
     Defaults: ``model_name`` = ``result.config["model"]``; ``checkpoint_path`` = the last fold's
     checkpoint (for an ensemble, a bundle of the last fold's member checkpoints and weights written
@@ -539,14 +551,15 @@ def register_walk_forward(
         No checkpoint given or recorded (train with ``checkpoint_dir``), or as :func:`register`.
     """
     name = model_name or result.config.get("model")
-    folds_df = fold_metrics(result, close, forecasts=forecasts)
-    oos = oos_metrics(result, close, forecasts=forecasts)
+    folds_df = fold_metrics(result, close, forecasts=forecasts, cost_bps=cost_bps)
+    oos = oos_metrics(result, close, forecasts=forecasts, cost_bps=cost_bps)
     if trained_on is None:
         last = result.folds[result.folds["fold"] == result.folds["fold"].max()]
         trained_on = last["val_end"].dropna().iloc[0] if "val_end" in last and last["val_end"].notna().any() else None
         if trained_on is None:
             raise ValueError("trained_on not given and result.folds has no val_end")
-    info = {"walk_forward_config": result.config, "feature_names": list(getattr(result, "feature_names", []) or [])}
+    info = {"walk_forward_config": result.config, "feature_names": list(getattr(result, "feature_names", []) or []),
+            "cost_bps": oos["cost_bps"], "oos_sharpe_gross": oos["gross_sharpe_ratio"]}
     info.update(extra or {})
     kw = dict(trained_on=trained_on, folds=folds_df, oos_sharpe=oos["sharpe_ratio"], benchmark_sharpe=oos["benchmark_sharpe"], extra=info, model_dir=model_dir, if_exists=if_exists, db=db)
     if checkpoint_path is not None:
@@ -579,9 +592,9 @@ def register_and_gate(
     """Register every walk-forward result of a training run as a candidate and apply the gate: the
     one call a training notebook makes.
 
-    Candidates go through the gate in increasing order of out-of-sample Sharpe ratio (undefined
-    first), so that when several pass, the one with the highest ends ``active`` and the others
-    ``retired`` (one active model per scope). A version registered and gated before (same
+    Candidates go through the gate in increasing order of out-of-sample Sharpe ratio net of the
+    thresholds' ``cost_bps`` (undefined first), so that when several pass, the one with the highest
+    net ratio ends ``active`` and the others ``retired`` (one active model per scope). A version registered and gated before (same
     architecture and training data end; ``if_exists="skip"``) is reported with its current status
     and not gated again; one registered but never gated (a run stopped in between) is gated now.
 
@@ -601,7 +614,7 @@ def register_and_gate(
     th = thresholds if isinstance(thresholds, GateThresholds) else GateThresholds.from_dict(thresholds)
     fresh, rows = [], {}
     for name, res in results.items():
-        mid = register_walk_forward(res, close, scope, model_name=name, if_exists=if_exists, extra=extra, model_dir=model_dir, db=db)
+        mid = register_walk_forward(res, close, scope, model_name=name, if_exists=if_exists, extra=extra, model_dir=model_dir, cost_bps=th.cost_bps, db=db)
         m = get_model(mid, db=db)
         rows[name] = {"name": name, "model_id": mid, "label": m["label"], "status": m["status"], "gate": "registered before", "reasons": "",
                       "oos_sharpe": m["oos_sharpe"]}
@@ -760,9 +773,10 @@ def history(model_id: int | None = None, *, db=None) -> pd.DataFrame:
 def list_models(*, scope: str | None = None, status: str | None = None, db=None) -> pd.DataFrame:
     """One row per registered model with its pooled fold metrics and last gate decision:
     ``id, label, name, scope, version, trained_on, status, forecaster, folds, n_obs,
-    direction_accuracy, mape, leakage_rows, oos_sharpe, benchmark_sharpe, gate`` (``passed``,
-    ``failed`` or None if never gated), ``gate_failures`` (failed criteria), ``registered_at``,
-    ``checkpoint_path``.
+    direction_accuracy, mape, leakage_rows, oos_sharpe, benchmark_sharpe`` (net of ``cost_bps``),
+    ``oos_sharpe_gross`` (before costs), ``cost_bps`` (None for models registered without them),
+    ``gate`` (``passed``, ``failed`` or None if never gated), ``gate_failures`` (failed criteria),
+    ``registered_at``, ``checkpoint_path``.
 
     Raises
     ------
@@ -792,12 +806,13 @@ def list_models(*, scope: str | None = None, status: str | None = None, db=None)
             "mape": _weighted(f["mape"], f["n_obs"]) if len(f) else None,
             "leakage_rows": int(f["leakage_rows"].sum()) if len(f) else 0,
             "oos_sharpe": r["oos_sharpe"], "benchmark_sharpe": r["benchmark_sharpe"],
+            "oos_sharpe_gross": (r["extra"] or {}).get("oos_sharpe_gross"), "cost_bps": (r["extra"] or {}).get("cost_bps"),
             "gate": None if not len(last) else ("passed" if bool(last["gate_passed"].iloc[0]) else "failed"),
             "gate_failures": ", ".join(last.loc[~last["passed"].astype(bool), "criterion"]) if len(last) else "",
             "registered_at": r["registered_at"], "checkpoint_path": r["checkpoint_path"],
         })
     cols = ["id", "label", "name", "scope", "version", "trained_on", "status", "forecaster", "folds", "n_obs", "direction_accuracy", "mape",
-            "leakage_rows", "oos_sharpe", "benchmark_sharpe", "gate", "gate_failures", "registered_at", "checkpoint_path"]
+            "leakage_rows", "oos_sharpe", "benchmark_sharpe", "oos_sharpe_gross", "cost_bps", "gate", "gate_failures", "registered_at", "checkpoint_path"]
     return pd.DataFrame(rows, columns=cols)
 
 
