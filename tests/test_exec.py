@@ -275,7 +275,7 @@ def test_run_records_and_passes_the_execution_options(monkeypatch):
     assert params == {"seed": 0, "backend": "ray"}  # only the parameters the notebook has
 
 
-def test_cli_run_takes_backend_options(monkeypatch):
+def test_cli_run_takes_backend_options(monkeypatch, tmp_path):
     from kit import cli, reports
 
     seen = {}
@@ -285,7 +285,9 @@ def test_cli_run_takes_backend_options(monkeypatch):
         return Path("/tmp/x")
 
     monkeypatch.setattr(reports, "run_profile", fake_run_profile)
-    assert cli.main(["run", "--profile", "smoke", "--backend", "ray", "--address", "127.0.0.1:6391", "--threads", "1"]) == 0
+    # its own reports folder: a real run of this checkout may hold reports/.lock meanwhile
+    assert cli.main(["run", "--profile", "smoke", "--backend", "ray", "--address", "127.0.0.1:6391", "--threads", "1",
+                     "--reports-dir", str(tmp_path)]) == 0
     assert seen["exec_options"] == {"backend": "ray", "address": "127.0.0.1:6391", "workers": None, "threads": 1}
     with pytest.raises(SystemExit):
         cli.main(["run", "--backend", "dask"])
