@@ -88,7 +88,7 @@ rebalance_freq = "M"           # rankers' rebalance calendar: W, M or Q
 tree_horizon = 1               # daily trees' label horizon in trading days (1 next day, 5 next week)
 tree_rounds = 200              # maximum boosting rounds (early stopping on the validation block)
 tree_early_stopping = 20       # rounds without improvement before stopping
-tree_threads = 0               # LightGBM / XGBoost threads (0: min(2, cpus))
+tree_threads = 0               # LightGBM / XGBoost threads per fold task (0: the task threads, --threads)
 stack_members = ["dmn_lstm", "xgb_direction"]  # tree_lstm_stack: an LSTM and a tree
 stack_method = "nnls"          # the stack's meta-learner on validation blocks: nnls or sharpe
 # Foundation models, read from local weights only (never downloaded; README: download once with `hf download`)
@@ -162,9 +162,10 @@ print(f"configurations tried: {configurations_tried}")
 
 # %%
 data_sha = data.data_sha256(data_path or None)
-# every (model, fold) fit of the torch models is one task; the backend runs them, this kernel writes
-# checkpoints and the registry; tree, ranker and stack models follow in this kernel (a stack reuses
-# the members trained before it)
+# every (model, fold) fit of the torch models is one task, and so is every fold fit of the tree and
+# ranker models (a batch per model, after the torch models); the backend runs them, this kernel
+# writes checkpoints and the registry; a stack's meta-learner is fitted here on the members' fold
+# predictions
 results = settings.run_models(
     frames, models, hypers={n: s.best_params for n, s in searches.items()},
     checkpoint_dir=reports.checkpoint_dir(out_dir), data_sha256=data_sha, backend=runner,
@@ -172,7 +173,10 @@ results = settings.run_models(
 )
 tasked = [r for r in results.values() if r.tasks is not None]
 tasks = pd.concat([r.tasks for r in tasked], ignore_index=True).drop_duplicates("task") if tasked else pd.DataFrame()  # one row per task run
-exec_info = {**(tasked[0].config["exec"] if tasked else runner.describe()), "tasks": len(tasks),
+stage_walls = {}  # wall seconds per batch: the torch fits and combinations, then each tree model's folds
+for r in tasked:
+    stage_walls.update(r.config.get("exec", {}).get("stage_wall_seconds", {}))
+exec_info = {**runner.describe(), "retries": getattr(runner, "retries", 0), "stage_wall_seconds": stage_walls, "tasks": len(tasks),
              "task_seconds": round(float(tasks["seconds"].sum()), 1) if len(tasks) else 0.0,
              "tasks_per_node": tasks["node"].value_counts().to_dict() if len(tasks) else {}}
 runner.close()

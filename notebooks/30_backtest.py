@@ -83,7 +83,7 @@ rebalance_freq = "M"           # cross-sectional books' rebalance calendar: W, M
 tree_horizon = 1               # daily trees' label horizon in trading days
 tree_rounds = 200              # maximum boosting rounds
 tree_early_stopping = 20       # rounds without improvement before stopping
-tree_threads = 0               # LightGBM / XGBoost threads (0: min(2, cpus))
+tree_threads = 0               # LightGBM / XGBoost threads per fold task (0: the task threads, --threads)
 stack_members = ["dmn_lstm", "xgb_direction"]  # tree_lstm_stack: an LSTM and a tree
 stack_method = "nnls"          # the stack's meta-learner on validation blocks: nnls or sharpe
 

@@ -48,11 +48,29 @@ def _same_payload(a, b) -> bool:
     return a == b
 
 
+TREE_SETTINGS = training.WalkForwardSettings(
+    test_start="2008-09-02", test_size=120, seed=5, n_quantiles=3, tree_rounds=30, tree_early_stopping=5, val_fraction=0.2,
+)
+TREE_MODELS = ["lgbm_dollar_profit", "xgb_direction", "lambdamart"]
+
+
+def _run_trees(tmp_path, name, backend):
+    """The tree and ranker models: one task per fold fit (for the ranker, its fit on the fold's
+    rebalance dates)."""
+    ck = tmp_path / f"trees-{name}"
+    ck.mkdir()
+    frames = _frames(days=1200, symbols=tuple(f"S{i}" for i in range(9)), seed=5)
+    res = TREE_SETTINGS.run_models(frames, TREE_MODELS, checkpoint_dir=ck, progress=False, backend=backend)
+    return res, {p.name: torch.load(p, weights_only=True) for p in sorted(ck.glob("*.pt"))}
+
+
 def _assert_same(a, b):
     (ra, ca), (rb, cb) = a, b
     assert list(ra) == list(rb)
     for m in ra:
         pd.testing.assert_frame_equal(ra[m].positions, rb[m].positions, check_exact=True)
+        if ra[m].scores is not None:
+            pd.testing.assert_frame_equal(ra[m].scores, rb[m].scores, check_exact=True)
         for h in ra[m].forecasts or {}:
             pd.testing.assert_frame_equal(ra[m].forecasts[h], rb[m].forecasts[h], check_exact=True)
         cols = [c for c in ra[m].folds.columns if c not in ("seconds", "cpu_seconds", "node", "checkpoint")]
@@ -188,6 +206,20 @@ def test_serial_process_and_ray_give_bit_identical_positions_and_checkpoints(tmp
     _assert_same(serial, ray)
     nodes = set(ray[0]["dmn_lstm"].folds["node"])
     assert len(nodes) == 1 and len(next(iter(nodes))) == 56  # a Ray node id (hex), recorded per fold
+    # the tree and ranker models' fold fits are tasks too, with the same results on every backend
+    serial_t = _run_trees(tmp_path, "serial", None)
+    with kexec.ProcessBackend(workers=2) as b:
+        process_t = _run_trees(tmp_path, "process", b)
+    ray_t = _run_trees(tmp_path, "ray", kexec.RayBackend())
+    _assert_same(serial_t, process_t)
+    _assert_same(serial_t, ray_t)
+    for m in TREE_MODELS:
+        tasks = process_t[0][m].tasks
+        assert (tasks["stage"] == f"tree:{m}").all() and len(tasks) == len(process_t[0][m].folds) == 3
+        assert len(set(tasks["pid"])) == 2 and (tasks["threads"] == 1).all()  # both workers, one thread each
+        assert process_t[0][m].config["threads"] == 1 and process_t[0][m].config["exec"]["backend"] == "process"
+        assert len(set(ray_t[0][m].folds["node"]).pop()) == 56
+    assert sum(n.startswith("lambdamart_fold") for n in serial_t[1]) == 3
 
 
 def _register_and_snapshot(results, close, db, tmp_path):

@@ -2,7 +2,8 @@
 
 A run is a serial part (loading data, features, the driver's assembly and checkpoint writes, the
 backtest and audit notebooks) plus stages of independent tasks (the walk-forward fits, then the
-ensembles' combinations), each stage starting when the previous one has finished. The backends
+ensembles' combinations, then each tree or ranker model's fold fits), each stage starting when the
+previous one has finished. The backends
 start the longest tasks first, so a stage on ``m = N * C // threads`` slots is modelled by Graham's
 LPT list schedule (longest processing time first onto the least-loaded slot; within 4/3 - 1/(3m) of
 the optimal makespan, Graham 1969, "Bounds on multiprocessing timing anomalies"). Task times are
@@ -71,9 +72,11 @@ def predict_wall(stages, *, nodes: int = 1, cores: int = 2, threads: int = 1, se
 
 
 def stage_times(tasks: pd.DataFrame, column: str = "cpu_seconds") -> list[np.ndarray]:
-    """Task times by stage (``fit`` then ``combine``) from a run's ``tasks`` table (one row per task
-    run, :func:`kit.reports.load_table` ``"tasks"``); duplicate task keys count once. ``column``:
-    ``cpu_seconds`` (default: what a task costs on an idle core) or ``seconds`` (wall time as run).
+    """Task times by stage from a run's ``tasks`` table (one row per task run,
+    :func:`kit.reports.load_table` ``"tasks"``): ``fit``, then ``combine``, then each tree or
+    ranker model's fold fits (``tree:<model>``, one batch per model, in the table's order), as the
+    run executes them; duplicate task keys count once. ``column``: ``cpu_seconds`` (default: what a
+    task costs on an idle core) or ``seconds`` (wall time as run).
 
     Raises
     ------
@@ -84,4 +87,5 @@ def stage_times(tasks: pd.DataFrame, column: str = "cpu_seconds") -> list[np.nda
         if c not in tasks:
             raise ValueError(f"tasks table has no column {c!r}; columns: {list(tasks.columns)}")
     t = tasks.drop_duplicates("task")
-    return [t.loc[t["stage"] == s, column].to_numpy(dtype=float) for s in ("fit", "combine") if (t["stage"] == s).any()]
+    order = [s for s in ("fit", "combine") if (t["stage"] == s).any()] + [s for s in dict.fromkeys(t["stage"]) if s not in ("fit", "combine")]
+    return [t.loc[t["stage"] == s, column].to_numpy(dtype=float) for s in order]

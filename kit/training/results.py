@@ -73,6 +73,8 @@ class WalkForwardResult:
     scores: pd.DataFrame = None
     fold_predictions: list = None
     tasks: pd.DataFrame = None
-    """One row per task that produced this result (``task`` key, ``stage`` fit or combine, ``model``,
-    ``fold``, ``seconds``, ``cpu_seconds``, ``node``, ``pid``, ``threads``, ``attempt``); a task
-    shared by two models appears in both results. None for models trained in the driver (trees)."""
+    """One row per task that produced this result (``task`` key, ``stage`` fit, combine or
+    ``tree:<model>`` for a tree or ranker's fold fits, ``model``, ``fold``, ``seconds``,
+    ``cpu_seconds``, ``node``, ``pid``, ``threads``, ``attempt``); a task shared by two models appears
+    in both results. None for results assembled in the driver without tasks (a stack's
+    meta-learner, foundation models)."""

@@ -65,6 +65,7 @@ from ..models.trees import (
 )
 from .results import FoldPredictions, WalkForwardResult
 from .splits import LeakageError, Split, count_leakage, walk_forward_splits
+from .tasks import Task, resolve_runner
 
 __all__ = [
     "TabularDataset",
@@ -72,6 +73,9 @@ __all__ = [
     "fold_rows",
     "fold_leakage",
     "fit_tree",
+    "TreeFoldArgs",
+    "TreeFoldFit",
+    "fit_tree_fold",
     "walk_forward_trees",
     "walk_forward_ranker",
     "fit_stacker",
@@ -383,31 +387,99 @@ def _to_positions(task: str, p_va: np.ndarray, p_te: np.ndarray):
 _HIGHER_IS_BETTER = ("ndcg", "dollar_profit", "auc", "map")
 
 
-def _walk(ds: TabularDataset, splits, config: TreeConfig, *, seed, threads, device, checkpoint_dir, data_sha256, progress):
-    """Fit ``config`` on every fold; returns ``(scores, positions, folds, history, fold_predictions,
-    last_model)`` with ``(T, N)`` score and position grids (NaN off the test blocks)."""
+@dataclass(frozen=True)
+class TreeFoldArgs:
+    """Inputs of one tree or ranker fit on one walk-forward fold (:func:`fit_tree_fold`): the model's
+    :class:`kit.models.trees.TreeConfig`, the fold's :class:`Split`, its seed (``seed + fold``, from
+    the fold, never from execution order), the library threads and device; ``data`` names the
+    :class:`TabularDataset` in the task's ``shared`` dict."""
+
+    data: str
+    config: TreeConfig
+    split: Split
+    seed: int
+    threads: int
+    device: str = "cpu"
+
+    def key(self) -> str:
+        """The task's key: everything the result depends on."""
+        import hashlib
+
+        ident = repr((self.data, self.config, self.split, self.seed, self.threads, self.device))
+        return f"fit/{self.config.model}/fold{self.split.fold:02d}/seed{self.seed}/{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class TreeFoldFit:
+    """Result of :func:`fit_tree_fold`: the fitted :class:`kit.models.trees.TreeModel`, its
+    validation curve ``[(round, metric, value), ...]``, the fold's training, validation and test
+    row positions ``(R_*,)`` int64 in the dataset, and the scores ``(R_val,)``, ``(R_test,)``
+    float64 on the validation and test rows."""
+
+    model: TreeModel
+    curve: list
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    test_rows: np.ndarray
+    val_scores: np.ndarray
+    test_scores: np.ndarray
+
+
+def fit_tree_fold(args: TreeFoldArgs, shared: dict) -> TreeFoldFit:
+    """Fit one tree or ranker on one fold: the pure task of :func:`walk_forward_trees` and
+    :func:`walk_forward_ranker` (one per fold; for a ranker, the fit over the fold's rebalance
+    dates). Reads the :class:`TabularDataset` ``shared[args.data]``; writes nothing.
+
+    Raises
+    ------
+    LeakageError
+        A training or validation row's label reaches a later block (cannot happen with
+        :func:`fold_rows`; checked anyway).
+    ValueError
+        A fold without training or validation rows.
+    """
+    ds: TabularDataset = shared[args.data]
+    split = args.split
+    tr, va, te = fold_rows(ds, split)
+    leak = fold_leakage(ds, split, tr, va)
+    if leak:
+        raise LeakageError(f"fold {split.fold}: {leak} rows reach a later block")
+    if len(tr) == 0 or len(va) == 0:
+        raise ValueError(f"fold {split.fold}: {len(tr)} training and {len(va)} validation rows; need both")
+    label = args.config.task == "rank"
+    y_tr = ds.label[tr] if label else ds.y[tr]
+    y_va = ds.label[va] if label else ds.y[va]
+    model, curve = fit_tree(
+        args.config, ds.X[tr], y_tr, ds.X[va], y_va, ds.groups(tr), ds.groups(va), seed=args.seed, threads=args.threads,
+        device=args.device, feature_names=ds.feature_names,
+    )
+    return TreeFoldFit(model, curve, tr, va, te, model.predict(ds.X[va]), model.predict(ds.X[te]))
+
+
+def _walk(ds: TabularDataset, splits, config: TreeConfig, *, seed, threads, device, checkpoint_dir, data_sha256, progress, backend=None):
+    """Fit ``config`` on every fold, one task per fold run by ``backend``
+    (:func:`kit.training.tasks.resolve_runner`); the driver (this process) assembles the grids and
+    writes the checkpoints. Returns ``(scores, positions, folds, history, fold_predictions,
+    last_model, tasks, exec_info)`` with ``(T, N)`` score and position grids (NaN off the test
+    blocks), one ``tasks`` row per fold task (as :func:`kit.training.walk_forward.walk_forward_models`'s;
+    stage ``tree:<model>``) and the runner's description with the stage's wall time."""
     T, N = ds.shape
     scores = np.full((T, N), np.nan)
     positions = np.full((T, N), np.nan)
-    logs, curves, preds = [], [], []
-    label = config.task == "rank"
+    logs, curves, preds, task_rows = [], [], [], []
+    runner = resolve_runner(backend)
+    ns = f"tree/{config.model}"
+    args = [TreeFoldArgs(ns, config, split, seed + split.fold, threads, device) for split in splits]
+    tasks = [Task(fit_tree_fold, a, a.key(), float(a.split.train[1] - a.split.train[0])) for a in args]
+    t0 = time.perf_counter()
+    outcomes = runner.map(tasks, {ns: ds}, progress=f"{config.model} folds" if progress else None)
+    exec_info = {**runner.describe(), "stage_wall_seconds": {f"tree:{config.model}": round(time.perf_counter() - t0, 2)}}
     model = None
-    for split in splits:
-        tr, va, te = fold_rows(ds, split)
-        leak = fold_leakage(ds, split, tr, va)
-        if leak:
-            raise LeakageError(f"fold {split.fold}: {leak} rows reach a later block")
-        if len(tr) == 0 or len(va) == 0:
-            raise ValueError(f"fold {split.fold}: {len(tr)} training and {len(va)} validation rows; need both")
-        t0 = time.perf_counter()
-        y_tr = ds.label[tr] if label else ds.y[tr]
-        y_va = ds.label[va] if label else ds.y[va]
-        model, curve = fit_tree(
-            config, ds.X[tr], y_tr, ds.X[va], y_va, ds.groups(tr), ds.groups(va), seed=seed + split.fold, threads=threads,
-            device=device, feature_names=ds.feature_names,
-        )
-        p_va = model.predict(ds.X[va])
-        p_te = model.predict(ds.X[te])
+    for split, a, oc in zip(splits, args, outcomes, strict=True):
+        fit = oc.value
+        model = fit.model
+        tr, va, te = fit.train_rows, fit.val_rows, fit.test_rows
+        p_va, p_te = fit.val_scores, fit.test_scores
         pos_va, pos_te, scale = _to_positions(config.task, p_va, p_te)
         scores[ds.date[te], ds.symbol[te]] = p_te
         if pos_te is not None:
@@ -418,23 +490,35 @@ def _walk(ds: TabularDataset, splits, config: TreeConfig, *, seed, threads, devi
         ))
         info = split.describe(ds.index)
         info.update(
-            model=config.model, leakage_rows=leak, train_rows=int(len(tr)), val_rows=int(len(va)), test_rows=int(len(te)),
-            best_iteration=model.best_iteration, position_scale=scale, seconds=round(time.perf_counter() - t0, 3),
+            model=config.model, leakage_rows=0, train_rows=int(len(tr)), val_rows=int(len(va)), test_rows=int(len(te)),
+            best_iteration=model.best_iteration, position_scale=scale, seconds=round(oc.seconds, 3), cpu_seconds=round(oc.cpu_seconds, 3),
+            node=oc.node,
         )
-        for it, metric, value in curve:
+        for it, metric, value in fit.curve:
             curves.append({"fold": split.fold, "model": config.model, "epoch": it, "metric": metric,
                            "val_loss": -value if metric.split("@")[0] in _HIGHER_IS_BETTER else value})
-        info["val_metric"] = curve[model.best_iteration - 1][2] if len(curve) >= model.best_iteration else float("nan")
+        info["val_metric"] = fit.curve[model.best_iteration - 1][2] if len(fit.curve) >= model.best_iteration else float("nan")
         if checkpoint_dir is not None:
             path = save_tree(
                 Path(checkpoint_dir) / f"{config.model}_fold{split.fold:02d}.pt", model, data_sha256=data_sha256,
-                train_period=(info["train_start"], info["val_end"]), extra={"fold": split.fold, "seed": seed + split.fold, "position_scale": scale},
+                train_period=(info["train_start"], info["val_end"]), extra={"fold": split.fold, "seed": a.seed, "position_scale": scale},
             )
             info["checkpoint"] = str(path)
         logs.append(info)
+        task_rows.append({"task": oc.key, "stage": f"tree:{config.model}", "model": config.model, "fold": split.fold, "seconds": oc.seconds,
+                          "cpu_seconds": oc.cpu_seconds, "node": oc.node, "pid": oc.pid, "threads": oc.threads, "attempt": oc.attempt})
         if progress:
             print(f"{config.model} fold {split.fold}: {info['test_start']}..{info['test_end']} best_iteration={model.best_iteration} {info['seconds']}s")
-    return scores, positions, pd.DataFrame(logs), pd.DataFrame(curves), preds, model
+    return scores, positions, pd.DataFrame(logs), pd.DataFrame(curves), preds, model, pd.DataFrame(task_rows), exec_info
+
+
+def _task_threads(threads, backend) -> int:
+    """Library threads of a tree fit: ``threads`` when given (> 0), else the backend's pinned task
+    threads (1 unless ``--threads`` / ``KIT_TASK_THREADS`` say otherwise), so serial, process and
+    Ray runs fit with the same count and give the same trees."""
+    if threads:
+        return n_threads(threads)
+    return int(resolve_runner(backend).describe().get("threads") or 1)
 
 
 def _test_slice(grid: np.ndarray, splits, index, columns) -> pd.DataFrame:
@@ -478,6 +562,7 @@ def walk_forward_trees(
     checkpoint_dir=None,
     data_sha256: str = "",
     progress: bool = False,
+    backend=None,
 ) -> WalkForwardResult:
     """Walk-forward gradient-boosted trees for next-day / next-week direction or return (seed 004).
 
@@ -509,9 +594,12 @@ def walk_forward_trees(
     params : overrides of the library parameters (:func:`kit.models.trees.lgb_params` / ``xgb_params``).
     n_estimators, early_stopping_rounds : boosting rounds and patience on validation.
     hessian_floor : of the dollar-profit objective.
-    seed : fold k uses ``seed + k``. threads : fixed thread count (default min(2, cpus)).
+    seed : fold k uses ``seed + k``. threads : the libraries' fixed thread count per fold (default:
+        the backend's task threads, 1 unless ``--threads`` / ``KIT_TASK_THREADS`` set it).
     device : XGBoost device (:func:`kit.models.trees.xgb_device`); LightGBM is CPU.
-    checkpoint_dir : one ``kit.tree/1`` checkpoint per fold when given.
+    checkpoint_dir : one ``kit.tree/1`` checkpoint per fold when given (written by this process).
+    backend : runs the folds' fits, one task each (:func:`fit_tree_fold`): None or ``"serial"``, or
+        a runner of :func:`kit.exec.make_backend` (process pool, Ray); the results do not depend on it.
 
     Returns
     -------
@@ -541,20 +629,21 @@ def walk_forward_trees(
         with np.errstate(divide="ignore", invalid="ignore"):
             y = np.where(vol > 0, y / (vol * math.sqrt(horizon)), np.nan)
     ds = tabular_dataset(features, y, label_end, close.index, close.columns, membership=membership)
-    threads = n_threads(threads)
+    threads = _task_threads(threads, backend)
     splits = walk_forward_splits(close.index, test_start, test_size, test_end, val_fraction, horizon=int(horizon), train_start=train_start)
-    scores, positions, folds, history, preds, last = _walk(
+    scores, positions, folds, history, preds, last, tasks, exec_info = _walk(
         ds, splits, config, seed=seed, threads=threads, device=device, checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress,
+        backend=backend,
     )
     cfg = {
         **config.to_dict(), "test_start": str(test_start), "test_end": None if test_end is None else str(test_end), "test_size": test_size,
         "val_fraction": val_fraction, "normalise_target": normalise_target, "seed": seed, "threads": threads,
-        "device": xgb_device(device)["device"] if config.library == "xgboost" else "cpu",
+        "device": xgb_device(device)["device"] if config.library == "xgboost" else "cpu", "exec": exec_info,
     }
     vol_ann = ex_ante_vol(daily_returns(close))
     return WalkForwardResult(
         _test_slice(positions, splits, close.index, close.columns), folds, names, vol_ann, cfg, history, last, None, None,
-        _test_slice(scores, splits, close.index, close.columns), preds,
+        _test_slice(scores, splits, close.index, close.columns), preds, tasks,
     )
 
 
@@ -584,6 +673,7 @@ def walk_forward_ranker(
     checkpoint_dir=None,
     data_sha256: str = "",
     progress: bool = False,
+    backend=None,
 ) -> WalkForwardResult:
     """Learning to rank for cross-sectional momentum (Poh, Lim, Zohren & Roberts, 2021), walk-forward.
 
@@ -612,6 +702,8 @@ def walk_forward_ranker(
     features : FeatureArray ``(T, N, F)``; default :func:`kit.features.ltr_features` (Poh et al.'s inputs).
     rebalance_freq : ``"W"``, ``"M"`` or ``"Q"`` (:func:`kit.features.rebalance_dates`).
     membership : optional (T, N) bool point-in-time universe (a price on the date is also needed).
+    threads, backend, checkpoint_dir : as :func:`walk_forward_trees` (one task per fold: its fit on
+        the fold's rebalance dates).
 
     Returns
     -------
@@ -641,19 +733,20 @@ def walk_forward_ranker(
             raise ValueError(f"membership has shape {m.shape}, close {close.shape}")
         member = member & m
     ds = tabular_dataset(feats, target, label_end, close.index, close.columns, dates=reb_pos, membership=member, n_quantiles=n_quantiles)
-    threads = n_threads(threads)
+    threads = _task_threads(threads, backend)
     splits = walk_forward_splits(close.index, test_start, test_size, test_end, val_fraction, horizon=1, train_start=train_start)
-    scores, _, folds, history, preds, last = _walk(
+    scores, _, folds, history, preds, last, tasks, exec_info = _walk(
         ds, splits, config, seed=seed, threads=threads, device="cpu", checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress,
+        backend=backend,
     )
     scores_df = pd.DataFrame(scores, index=close.index, columns=close.columns)
     a, b = splits[0].test[0], splits[-1].test[1]
     test_reb = reb[(reb >= close.index[a]) & (reb <= close.index[b - 1])]
     legs = quantile_legs(scores_df, member, test_reb, n_quantiles) if len(test_reb) else scores_df * np.nan
     cfg = {**config.to_dict(), "test_start": str(test_start), "test_end": None if test_end is None else str(test_end), "test_size": test_size,
-           "val_fraction": val_fraction, "seed": seed, "threads": threads, "n_rebalance": int(len(reb_pos))}
+           "val_fraction": val_fraction, "seed": seed, "threads": threads, "n_rebalance": int(len(reb_pos)), "exec": exec_info}
     return WalkForwardResult(
-        legs.iloc[a:b], folds, names, ex_ante_vol(daily_returns(close)), cfg, history, last, None, None, scores_df.iloc[a:b], preds,
+        legs.iloc[a:b], folds, names, ex_ante_vol(daily_returns(close)), cfg, history, last, None, None, scores_df.iloc[a:b], preds, tasks,
     )
 
 
@@ -845,6 +938,7 @@ def walk_forward_tree_model(
     checkpoint_dir=None,
     data_sha256: str = "",
     progress: bool = False,
+    backend=None,
 ) -> WalkForwardResult:
     """Walk-forward training of a tree, ranker or stack model of the catalogue by name.
 
@@ -864,6 +958,8 @@ def walk_forward_tree_model(
     membership : optional ``(T, N)`` bool point-in-time index membership (a DataFrame is aligned
         to ``frames["close"]``, missing cells count as not members): rows outside it are neither
         trained nor scored.
+    backend : runs the trees' and rankers' fold fits (:func:`walk_forward_trees`); a stack's
+        members trained here use it too.
     Others : as the functions above; ``seed`` is the first fold's seed.
 
     Raises
@@ -879,7 +975,7 @@ def walk_forward_tree_model(
     if membership is not None:
         membership = align_membership(membership, close).to_numpy(dtype=bool)
     common = dict(membership=membership, test_start=test_start, test_end=test_end, test_size=test_size, val_fraction=val_fraction, train_start=train_start, seed=seed,
-                  threads=threads, checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress)
+                  threads=threads, checkpoint_dir=checkpoint_dir, data_sha256=data_sha256, progress=progress, backend=backend)
     if kind == "ranker":
         return walk_forward_ranker(close, model=model, rebalance_freq=rebalance_freq, n_quantiles=n_quantiles, n_estimators=n_estimators,
                                    early_stopping_rounds=early_stopping_rounds, **common)

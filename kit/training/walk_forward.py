@@ -991,7 +991,7 @@ def walk_forward_model(
             return walk_forward_model(frames, name, ldtm=ldtm, **kwargs)
 
         return walk_forward_tree_model(frames, model, seed=seed, previous=previous, train_member=train_member,
-                                       membership=kwargs.get("membership"), **common, **(tree or {}))
+                                       membership=kwargs.get("membership"), backend=kwargs.get("backend"), **common, **(tree or {}))
     if "close" not in frames:
         raise ValueError(f"frames needs a 'close' field for model {model!r}; got {sorted(frames)}")
     return walk_forward(frames["close"], model=model, **kwargs)
@@ -1012,8 +1012,8 @@ def walk_forward_models(frames: dict, models, *, per_model: dict | None = None, 
     ----------
     frames : dict of aligned ``(T, N)`` DataFrames by field (:func:`kit.data.wide_fields`).
     models : model names (any of the catalogue's position models, ``ensemble``, ``ldtm``, and its
-        tree, ranker and stack models: these run in the driver after the others, in the order
-        given, and a stack reuses the members trained before it).
+        tree, ranker and stack models: these follow the others, in the order given, each model's
+        fold fits one batch of tasks on ``backend``, and a stack reuses the members trained before it).
     per_model : ``{name: {keyword: value}}`` overriding ``kwargs`` for one model (e.g. searched
         hyperparameters, or ``features``); a ``"model"`` key trains that catalogue model under
         ``name`` (a variant, :mod:`kit.training.variants`).
@@ -1075,7 +1075,7 @@ class WalkForwardSettings:
     quantiles, and their rebalance calendar (``"W"``, ``"M"``, ``"Q"``). tree_horizon : label
     horizon of the daily tree models, trading days (1 next day, 5 next week). tree_rounds,
     tree_early_stopping : boosting rounds and patience on validation. tree_threads : threads of
-    LightGBM / XGBoost (0: min(2, cpus)). stack_members, stack_method : the members of
+    LightGBM / XGBoost per fold task (0: the backend's task threads, ``--threads``, default 1). stack_members, stack_method : the members of
     ``tree_lstm_stack`` and its meta-learner (``nnls`` or ``sharpe``). features : the position
     models' feature specification (:func:`kit.features.feature_array`; default ``"dmn"``).
     variants : named variants of catalogue models on other features (:mod:`kit.training.variants`),
