@@ -289,6 +289,12 @@ def test_lpt_makespan_by_hand():
     t = pd.DataFrame({"task": ["a", "b", "a", "c"], "stage": ["fit", "fit", "fit", "combine"], "cpu_seconds": [2.0, 3.0, 2.0, 0.5]})
     fit, comb = stage_times(t)
     assert sorted(fit) == [2.0, 3.0] and list(comb) == [0.5]
+    # tree models' fold fits: one stage per model, after the torch stages, in the order they ran
+    t2 = pd.concat([pd.DataFrame({"task": ["x", "y", "z"], "stage": ["tree:xgb_direction", "tree:xgb_direction", "tree:lambdamart"],
+                                  "cpu_seconds": [4.0, 1.0, 2.0]}), t], ignore_index=True)
+    stages = stage_times(t2)
+    assert [sorted(s) for s in stages] == [[2.0, 3.0], [0.5], [1.0, 4.0], [2.0]]
+    assert predict_wall(stages, nodes=1, cores=2) == 3.0 + 0.5 + 4.0 + 2.0
 
 
 def test_run_records_and_passes_the_execution_options(monkeypatch):
