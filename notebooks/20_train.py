@@ -296,8 +296,9 @@ print(f"{len(results)} model(s), {folds['fold'].nunique()} folds, out of sample 
 # versioned name, its per-fold metrics recorded) and put through the promotion gate (seed 003: next-day
 # direction accuracy at least 52%, mean absolute percentage error at most 5% for forecasters, no leakage
 # rows, at least 2 folds). A model that passes becomes the scope's active model and the previous one is
-# retired; one that fails stays a candidate with the failed criteria recorded. `50_audit` shows the
-# registry and its history.
+# retired; when several pass, the one with the highest out-of-sample Sharpe ratio net of the gate's
+# `cost_bps` (5 by default, on every change of the volatility-scaled position) wins. One that fails
+# stays a candidate with the failed criteria recorded. `50_audit` shows the registry and its history.
 
 # %%
 from kit.store import registry
