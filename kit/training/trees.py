@@ -413,8 +413,9 @@ class TreeFoldArgs:
 class TreeFoldFit:
     """Result of :func:`fit_tree_fold`: the fitted :class:`kit.models.trees.TreeModel`, its
     validation curve ``[(round, metric, value), ...]``, the fold's training, validation and test
-    row positions ``(R_*,)`` int64 in the dataset, and the scores ``(R_val,)``, ``(R_test,)``
-    float64 on the validation and test rows."""
+    row positions ``(R_*,)`` int64 in the dataset, the scores ``(R_val,)``, ``(R_test,)`` float64
+    on the validation and test rows, and the fold's leakage count (:func:`fold_leakage`, 0: the
+    task refuses a fold that leaks)."""
 
     model: TreeModel
     curve: list
@@ -423,6 +424,7 @@ class TreeFoldFit:
     test_rows: np.ndarray
     val_scores: np.ndarray
     test_scores: np.ndarray
+    leakage_rows: int = 0
 
 
 def fit_tree_fold(args: TreeFoldArgs, shared: dict) -> TreeFoldFit:
@@ -453,7 +455,7 @@ def fit_tree_fold(args: TreeFoldArgs, shared: dict) -> TreeFoldFit:
         args.config, ds.X[tr], y_tr, ds.X[va], y_va, ds.groups(tr), ds.groups(va), seed=args.seed, threads=args.threads,
         device=args.device, feature_names=ds.feature_names,
     )
-    return TreeFoldFit(model, curve, tr, va, te, model.predict(ds.X[va]), model.predict(ds.X[te]))
+    return TreeFoldFit(model, curve, tr, va, te, model.predict(ds.X[va]), model.predict(ds.X[te]), int(leak))
 
 
 def _walk(ds: TabularDataset, splits, config: TreeConfig, *, seed, threads, device, checkpoint_dir, data_sha256, progress, backend=None):
@@ -490,7 +492,7 @@ def _walk(ds: TabularDataset, splits, config: TreeConfig, *, seed, threads, devi
         ))
         info = split.describe(ds.index)
         info.update(
-            model=config.model, leakage_rows=0, train_rows=int(len(tr)), val_rows=int(len(va)), test_rows=int(len(te)),
+            model=config.model, leakage_rows=fit.leakage_rows, train_rows=int(len(tr)), val_rows=int(len(va)), test_rows=int(len(te)),
             best_iteration=model.best_iteration, position_scale=scale, seconds=round(oc.seconds, 3), cpu_seconds=round(oc.cpu_seconds, 3),
             node=oc.node,
         )
