@@ -1075,8 +1075,8 @@ class WalkForwardSettings:
     quantiles, and their rebalance calendar (``"W"``, ``"M"``, ``"Q"``). tree_horizon : label
     horizon of the daily tree models, trading days (1 next day, 5 next week). tree_rounds,
     tree_early_stopping : boosting rounds and patience on validation. tree_threads : threads of
-    LightGBM / XGBoost per fold task (0: the backend's task threads, ``--threads``, default 1). stack_members, stack_method : the members of
-    ``tree_lstm_stack`` and its meta-learner (``nnls`` or ``sharpe``). features : the position
+    LightGBM / XGBoost per fold task (0: the backend's task threads, ``--threads``, default 1).
+    stack_members, stack_method : the members of ``tree_lstm_stack`` and its meta-learner (``nnls`` or ``sharpe``). features : the position
     models' feature specification (:func:`kit.features.feature_array`; default ``"dmn"``).
     variants : named variants of catalogue models on other features (:mod:`kit.training.variants`),
     trained and reported under their names.
