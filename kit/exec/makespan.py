@@ -4,8 +4,9 @@ A run is a serial part (loading data, features, the driver's assembly and checkp
 backtest and audit notebooks) plus stages of independent tasks (the walk-forward fits, then the
 ensembles' combinations, then each tree or ranker model's fold fits), each stage starting when the
 previous one has finished. The backends start the longest tasks first, so a stage on
-``m = N * C // threads`` slots is modelled by Graham's LPT list schedule (longest processing time first onto the least-loaded slot; within 4/3 - 1/(3m) of
-the optimal makespan, Graham 1969, "Bounds on multiprocessing timing anomalies"). Task times are
+``m = N * C // threads`` slots is modelled by Graham's LPT list schedule (longest processing time
+first onto the least-loaded slot; within 4/3 - 1/(3m) of the optimal makespan, Graham 1969, "Bounds
+on multiprocessing timing anomalies"). Task times are
 what one task takes on an otherwise idle core (the CPU seconds of a one-thread task measure that
 even on a busy machine); the model ignores the object-store transfer and worker start-up, which
 it takes as a per-run constant ``startup``.
