@@ -17,9 +17,10 @@ On each walk-forward test block, with ``r_{t+1} = close_{t+1} / close_t - 1``:
   trade ``sign(f_{t,1})``. ``benchmark_sharpe``: the same for long only (position 1) on the same
   (date, symbol) pairs.
 * Costs (``cost_bps`` = c in basis points, default 0): both Sharpe ratios are net of
-  ``c 1e-4 |x_t / sigma_t - x_{t-1} / sigma_{t-1}|`` per (date, symbol), Lim et al. (2019), section "Transaction costs"
-  (the cost term of the volatility-scaled return, up to the same constant target volatility); a
-  symbol's first traded day is charged from a flat position, a day without a position counts as flat.
+  ``c 1e-4 |x_t / sigma_t - x_{t-1} / sigma_{t-1}|`` per (date, symbol) (Lim et al., 2019, section
+  "Transaction costs": the cost term of the volatility-scaled return, up to the same constant target
+  volatility); a symbol's first traded day is charged from a flat position, a day without a
+  position counts as flat, and a fold's first day from the previous fold's last position.
   ``gross_sharpe_ratio`` keeps the ratio before costs.
 
 Quantile forecasters (foundation models, :func:`quantile_metrics`), per horizon h with the realised
@@ -73,14 +74,13 @@ def _cost_terms(trade: pd.DataFrame, vol: pd.DataFrame, cost_bps: float) -> tupl
     return strat, bench
 
 
-def _captured(calls: pd.DataFrame, r1: pd.DataFrame, vol: pd.DataFrame, costs: tuple | None = None) -> tuple[pd.Series, pd.Series]:
+def _captured(calls: pd.DataFrame, r1: pd.DataFrame, vol: pd.DataFrame, costs: tuple) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Daily equal-weight captured returns over the live (date, symbol) pairs: the strategy net of
+    ``costs[0]``, long only net of ``costs[1]`` (:func:`_cost_terms`) and the strategy gross."""
     live = np.isfinite(calls) & np.isfinite(r1) & (vol > 0)
-    strat_r, bench_r = calls * r1 / vol, r1 / vol
-    if costs is not None:
-        strat_r, bench_r = strat_r - costs[0].reindex_like(strat_r), bench_r - costs[1].reindex_like(bench_r)
-    strat = strat_r.where(live).mean(axis=1).dropna()
-    bench = bench_r.where(live).mean(axis=1).dropna()
-    return strat, bench
+    gross_r = calls * r1 / vol
+    strat_r, bench_r = gross_r - costs[0].reindex_like(gross_r), r1 / vol - costs[1].reindex_like(gross_r)
+    return tuple(x.where(live).mean(axis=1).dropna() for x in (strat_r, bench_r, gross_r))
 
 
 
@@ -165,8 +165,7 @@ def fold_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None, 
             row[f"mape_{h}"] = float(ape.mean()) if len(ape) else float("nan")
         if forecasts:
             row["mape"] = row["mape_1"]
-        gross, _ = _captured(trade.loc[idx], r1.loc[idx], vol.loc[idx])
-        strat, bench = _captured(trade.loc[idx], r1.loc[idx], vol.loc[idx], (costs[0].loc[idx], costs[1].loc[idx]))
+        strat, bench, gross = _captured(trade.loc[idx], r1.loc[idx], vol.loc[idx], (costs[0].loc[idx], costs[1].loc[idx]))
         for key, r in (("sharpe_ratio", strat), ("benchmark_sharpe", bench), ("gross_sharpe_ratio", gross)):
             v = _sharpe(r)
             row[key] = v if v is not None else float("nan")
@@ -187,8 +186,7 @@ def oos_metrics(result, close: pd.DataFrame, *, forecasts: dict | None = None, c
     """
     cost_bps = _check_cost(cost_bps)
     calls, trade, forecasts, c, r1, vol = _calls_and_inputs(result, close, forecasts)
-    gross, _ = _captured(trade, r1, vol)
-    strat, bench = _captured(trade, r1, vol, _cost_terms(trade, vol, cost_bps))
+    strat, bench, gross = _captured(trade, r1, vol, _cost_terms(trade, vol, cost_bps))
     return {"sharpe_ratio": _sharpe(strat), "benchmark_sharpe": _sharpe(bench), "gross_sharpe_ratio": _sharpe(gross), "cost_bps": cost_bps,
             "n_days": int(len(strat))}
 
