@@ -114,13 +114,18 @@ def test_lock_prevents_overlapping_runs(tmp_path):
 
 
 def test_profiles_are_valid_and_complete():
-    for name in ("smoke", "report", "daily", "full"):
+    for name in ("smoke", "report", "daily", "full", "full10"):
         p = reports.load_profile(name)
         assert p["notebooks"] == ["10_explore", "20_train", "30_backtest", "35_factors", "50_audit"]
         params = reports.notebook_parameters(p, "30_backtest", "/tmp/x")
         assert params["cost_bps"] > 0 and params["run_dir"] == "/tmp/x"
     report = reports.load_profile("report")["shared"]
     assert report["n_symbols"] >= 50
+    # full10 is full on 10 stocks in a scope of its own: every other section and setting the same
+    full, full10 = reports.load_profile("full"), reports.load_profile("full10")
+    assert full10["shared"] == {**full["shared"], "symbols": [], "n_symbols": 10}
+    assert {k: v for k, v in full10["20_train"].items() if k != "registry_scope"} == {k: v for k, v in full["20_train"].items() if k != "registry_scope"}
+    assert full10["20_train"]["registry_scope"] != full["20_train"]["registry_scope"]
     with pytest.raises(reports.ProfileError, match="not found"):
         reports.load_profile("no-such-profile")
 
